@@ -1,0 +1,1 @@
+"""Profiling of the thinker training step: timing, memory, utilisation and MFU."""

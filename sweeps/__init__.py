@@ -1,0 +1,1 @@
+"""Optuna studies over thinker configurations, tracked in MLflow."""

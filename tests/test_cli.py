@@ -1,0 +1,88 @@
+"""The CLI through Typer's CliRunner, error paths included: `pytest tests/test_cli.py`."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from thinker.cli import app
+
+runner = CliRunner()
+TINY = ["--steps", "1", "--latent", "2", "--d-model", "32", "--n-heads", "2", "--n-layers", "1",
+        "--batch-size", "64", "--max-samples", "8192", "--device", "cpu",
+        "-o", "alphabet=5", "-o", "length=4"]
+
+
+def test_tasks_lists_every_task():
+    result = runner.invoke(app, ["tasks"])
+    assert result.exit_code == 0
+    for name in ("copy", "flip", "roll", "sort", "addition", "multiply"):
+        assert name in result.output
+
+
+def test_train_writes_checkpoint_and_ends_with_json(tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "copy", *TINY, "--target", "1.0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("task", "exact_match", "token_accuracy", "samples", "train_seconds", "data_ms",
+                "forward_ms", "backward_ms", "restarts"):
+        assert key in summary
+    assert summary["task"] == "copy" and summary["exact_match"] == 1.0
+    checkpoint = torch.load(out / "model.pt")
+    assert checkpoint["train_config"]["task_options"] == {"alphabet": 5, "length": 4}
+    assert json.loads((out / "config.json").read_text())["batch_size"] == 64
+    assert json.loads((out / "result.json").read_text())["history"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "divide"], "unknown task 'divide'; choose from: copy, flip"),
+    (["train", "copy", "--batch-size", "0"], "batch_size must be positive"),
+    (["train", "copy", "--steps", "0"], "steps must be positive"),
+    (["train", "copy", "--steps", "-2"], "steps must be positive"),
+    (["train", "copy", "--latent", "-1"], "latent must not be negative"),
+    (["train", "copy", "--lr", "0"], "lr must be positive"),
+    (["train", "copy", "--lr", "-0.1"], "lr must be positive"),
+    (["train", "copy", "--max-samples", "0"], "max_samples must be positive"),
+    (["train", "copy", "--device", "tpu"], "unknown device 'tpu'"),
+    (["train", "copy", "-o", "alphabet=1"], "alphabet must be at least 2"),
+    (["train", "copy", "-o", "colour=red"], "copy:"),
+    (["train", "copy", "-o", "novalue"], "task option must be KEY=VALUE"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
+    out = tmp_path / "never"
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_gpu_is_an_error(tmp_path):
+    result = runner.invoke(app, ["train", "copy", "--device", "cuda", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert "no CUDA device is available" in result.stderr
+
+
+def test_unwritable_output_directory(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = runner.invoke(app, ["train", "copy", *TINY, "--out", str(blocker / "run")])
+    assert result.exit_code == 2
+    assert "cannot be written" in result.stderr
+    assert blocker.read_text() == "not a directory"
+
+
+def test_console_entry_point_turns_usage_errors_into_one_line():
+    """Through the real entry point (`python -m thinker`), click's own errors are one line too."""
+    proc = subprocess.run([sys.executable, "-m", "thinker", "train", "copy", "--batch-size", "lots"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Invalid value" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "thinker", "train", "nope"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("thinker: error: unknown task")

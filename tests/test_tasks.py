@@ -1,0 +1,130 @@
+"""Task ground truth against Python integers, splits and determinism: `pytest tests/test_tasks.py`."""
+
+import pytest
+import torch
+
+from thinker.tasks import ANS, FIRST_SYMBOL, PAD, SEP, TASKS, make_task
+
+
+def digits_to_int(digits, base):
+    return sum((d - FIRST_SYMBOL) * base ** i for i, d in enumerate(digits))
+
+
+def split_segments(row):
+    segments, current = [], []
+    for t in row:
+        if t == SEP:
+            segments.append(current)
+            current = []
+        else:
+            current.append(t)
+    return segments, current
+
+
+def decode_arithmetic(batch, base):
+    """Yield (a, b, answer) as Python ints from a batch, answer read from the targets."""
+    for inputs, targets, mask in zip(batch.inputs.tolist(), batch.targets.tolist(), batch.mask.tolist()):
+        (a, b), slots = split_segments(inputs)
+        assert all(t == ANS for t in slots)
+        answer = [t for t, m in zip(targets, mask) if m]
+        assert len(answer) == len(slots)
+        yield digits_to_int(a, base), digits_to_int(b, base), digits_to_int(answer, base)
+
+
+@pytest.mark.parametrize("split", ["train", "eval", "long"])
+def test_addition_matches_python_integers(split):
+    task = make_task("addition")
+    batch = task.sample(500, torch.Generator().manual_seed(1), split=split)
+    for a, b, answer in decode_arithmetic(batch, 16):
+        assert answer == a + b
+        if split != "long":
+            assert 0 <= a <= 1000 and 0 <= b <= 1000
+
+
+def test_addition_carry_chains_and_zeros():
+    task = make_task("addition", max_operand=0xFFF)
+    problems = torch.tensor([[0xFFF, 0x001], [0, 0], [0xFFF, 0xFFF], [0x0F0, 0x010], [0x800, 0x800]])
+    batch = task.encode(problems)
+    got = [answer for _, _, answer in decode_arithmetic(batch, 16)]
+    assert got == [0x1000, 0, 0x1FFE, 0x100, 0x1000]
+    # least significant digit first: fff + 001 = 0001 reversed
+    assert batch.targets[0][batch.mask[0]].tolist() == [FIRST_SYMBOL + d for d in (0, 0, 0, 1)]
+
+
+def test_addition_other_base():
+    task = make_task("addition", base=10, max_operand=999)
+    for a, b, answer in decode_arithmetic(task.sample(200, torch.Generator().manual_seed(0)), 10):
+        assert answer == a + b
+
+
+def test_multiply_matches_python_integers():
+    task = make_task("multiply")
+    for a, b, answer in decode_arithmetic(task.sample(300, torch.Generator().manual_seed(2)), 16):
+        assert answer == a * b
+
+
+def test_sequence_tasks_ground_truth():
+    g = torch.Generator().manual_seed(3)
+    expected = {"copy": lambda x, k: x, "flip": lambda x, k: x[::-1], "sort": lambda x, k: sorted(x),
+                "roll": lambda x, k: x[-k:] + x[:-k] if k else x}
+    for name, rule in expected.items():
+        task = make_task(name)
+        batch = task.sample(200, g)
+        for inputs, targets, mask in zip(batch.inputs.tolist(), batch.targets.tolist(), batch.mask.tolist()):
+            segments, _ = split_segments(inputs)
+            x = segments[0]
+            k = segments[1][0] - FIRST_SYMBOL - task.alphabet if name == "roll" else 0
+            assert [t for t, m in zip(targets, mask) if m] == rule(x, k), name
+
+
+def test_binary_copy_is_the_logs_task():
+    task = make_task("copy", alphabet=2, length=4)
+    batch = task.sample(64, torch.Generator().manual_seed(0))
+    symbols = batch.inputs[:, :4] - FIRST_SYMBOL
+    assert set(symbols.unique().tolist()) <= {0, 1}
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_train_and_held_out_are_disjoint(name):
+    task = make_task(name)
+    g = torch.Generator().manual_seed(0)
+    train = task.sample(4000, g, split="train")
+    held_out = task.sample(1000, g, split="eval")
+
+    def problems(batch):
+        if name in ("addition", "multiply"):  # a+b and b+a are one problem
+            return {tuple(sorted((a, b))) for a, b, _ in decode_arithmetic(batch, task.base)}
+        return {tuple(row[~m].tolist()) for row, m in zip(batch.inputs, batch.mask)}
+
+    train_keys, held_keys = problems(train), problems(held_out)
+    assert train_keys.isdisjoint(held_keys)
+    assert 0.05 < task.is_held_out(task.draw(20000, g, long=False)).float().mean() < 0.15
+
+
+def test_long_split_is_longer():
+    for name in TASKS:
+        task = make_task(name)
+        g = torch.Generator().manual_seed(0)
+        assert task.sample(8, g, "long").inputs.shape[1] > task.sample(8, g).inputs.shape[1]
+
+
+def test_same_seed_same_batches():
+    task = make_task("addition")
+    a = task.sample(64, torch.Generator().manual_seed(7))
+    b = task.sample(64, torch.Generator().manual_seed(7))
+    assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
+
+
+def test_targets_are_pad_outside_answers():
+    batch = make_task("flip").sample(16, torch.Generator().manual_seed(0))
+    assert (batch.targets[~batch.mask] == PAD).all()
+    assert (batch.inputs[batch.mask] == ANS).all()
+
+
+def test_bad_task_and_options():
+    with pytest.raises(ValueError, match="unknown task"):
+        make_task("divide")
+    with pytest.raises(ValueError, match="base"):
+        make_task("addition", base=1)
+    with pytest.raises(ValueError):
+        make_task("copy", colour="red")

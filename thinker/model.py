@@ -1,0 +1,244 @@
+"""The thinker model: a weight-tied transformer that thinks for `steps` steps through latent memory.
+
+    >>> cfg = ThinkerConfig(vocab_size=20, max_len=16, d_model=32, n_heads=2, n_layers=1,
+    ...                     latent=4, steps=4)
+    >>> model = Thinker(cfg)
+    >>> model(torch.zeros(3, 10, dtype=torch.long)).shape
+    torch.Size([3, 10, 20])
+
+How it reads a sequence
+-----------------------
+The state is ``latent`` learned memory tokens followed by the embedded task tokens. One stack of
+``n_layers`` blocks (shared weights) is applied ``steps`` times; before every step after the first
+the input embedding is added again ("input injection", as in looped transformers: without it the
+input fades over the steps and addition learns far slower). Each step's keys and values are appended
+to a per-layer cache, so step ``s`` attends to the states of steps ``0..s``: later steps can look back
+at what earlier steps computed. The cache is a Python list joined with ``torch.cat``: every step gets
+fresh tensors, so autograd never sees a tensor it saved being overwritten (writing into a preallocated
+cache with slice assignment is what broke backward on GPU in the experiment log). Attention is
+bidirectional: answers are read at their slots in one pass, not decoded token by token.
+
+Why this positional scheme
+--------------------------
+Tasks separate their operands and answer with a separator token (``sep_id``) and write numbers least
+significant digit first. Positions are counted *within each segment*, restarting after every
+separator, and a segment embedding tells the segments apart. So digit ``i`` of ``a``, digit ``i`` of
+``b`` and digit ``i`` of the sum share position ``i`` ("position coupling"): the answer slot for
+digit ``i`` finds its two operand digits by matching one position, and the carry comes from position
+``i - 1``, the same relative offset for every digit. Least-significant-first order makes the carry
+flow in reading order. During training every sample's positions are shifted by a random offset
+(Abacus-style), so embeddings for positions up to ``max_len`` are trained and longer-than-training
+inputs (length generalisation) land on trained positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ThinkerConfig:
+    vocab_size: int = 32
+    """Number of token ids; task tokens and the reserved pad/separator/answer ids."""
+    max_len: int = 64
+    """Largest position within a segment (positions restart after each separator)."""
+    d_model: int = 64
+    """Width of the residual stream."""
+    n_heads: int = 4
+    """Attention heads; must divide d_model."""
+    n_layers: int = 2
+    """Blocks in the weight-tied stack applied at every step."""
+    latent: int = 4
+    """Learned memory tokens prepended to the sequence (0 disables memory)."""
+    steps: int = 2
+    """Recurrent thinking steps through the shared stack."""
+    mlp_ratio: int = 4
+    """Hidden width of the MLP as a multiple of d_model."""
+    dropout: float = 0.0
+    """Dropout on attention and MLP outputs during training."""
+    sep_id: int = 1
+    """Token id that separates segments; positions restart after it."""
+    n_segments: int = 4
+    """Segment embeddings available (operands, answer, ...)."""
+    position_jitter: bool = False
+    """Shift positions by a random offset per sample in training (length generalisation)."""
+    relative_bias: bool = True
+    """Learned per-head attention bias by position difference within segments (shared by all steps)."""
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "steps",
+                     "mlp_ratio", "n_segments"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.latent < 0:
+            raise ValueError(f"latent must be >= 0, got {self.latent}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ThinkerConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, cache: list[tuple[torch.Tensor, torch.Tensor]],
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        B, S, D = x.shape
+        H = self.n_heads
+        q, k, v = self.qkv(x).split(D, dim=2)
+        q = q.view(B, S, H, D // H).transpose(1, 2)  # (B, H, S, hd)
+        k = k.view(B, S, H, D // H).transpose(1, 2)  # (B, H, S, hd)
+        v = v.view(B, S, H, D // H).transpose(1, 2)  # (B, H, S, hd)
+        # Grow the cache functionally: append and concatenate, never write into a saved tensor.
+        cache.append((k, v))
+        k_all = torch.cat([c[0] for c in cache], dim=2)  # (B, H, S * steps_so_far, hd)
+        v_all = torch.cat([c[1] for c in cache], dim=2)  # (B, H, S * steps_so_far, hd)
+        if bias is not None:  # the same position bias for every cached step's keys
+            bias = bias.repeat(1, 1, 1, len(cache))  # (B, H, S, S * steps_so_far)
+        y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=bias,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(B, S, D)  # (B, S, D)
+        return self.proj(y)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ThinkerConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = Attention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model),
+            nn.GELU(),
+            nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model),
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, cache: list, bias: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), cache, bias))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+def segment_positions(tokens: torch.Tensor, sep_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Segment index and position within the segment for each token; both (B, T).
+
+    A separator closes its segment: it takes the next position in it, and counting restarts after it.
+
+    >>> segment_positions(torch.tensor([[5, 6, 1, 7, 1, 2, 2]]), sep_id=1)
+    (tensor([[0, 0, 0, 1, 1, 2, 2]]), tensor([[0, 1, 2, 0, 1, 0, 1]]))
+    """
+    is_sep = (tokens == sep_id).long()
+    segment = torch.cumsum(is_sep, dim=1) - is_sep  # separators belong to the segment they close
+    index = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+    # index of the first token of each token's segment = (index of last separator before it) + 1
+    last_sep = torch.where(is_sep.bool(), index, torch.full_like(index, -1))
+    last_sep = torch.cummax(last_sep, dim=1).values
+    prev_sep = torch.cat([torch.full_like(last_sep[:, :1], -1), last_sep[:, :-1]], dim=1)
+    return segment, index - prev_sep - 1
+
+
+class Thinker(nn.Module):
+    def __init__(self, cfg: ThinkerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.seg_emb = nn.Embedding(cfg.n_segments, cfg.d_model)
+        self.memory = nn.Parameter(torch.randn(cfg.latent, cfg.d_model) * 0.02)
+        # buckets: position differences -(max_len-1)..(max_len-1), then one for pairs with memory
+        self.rel_bias = nn.Parameter(torch.zeros(cfg.n_heads, 2 * cfg.max_len)) if cfg.relative_bias else None
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token + position + segment embeddings (B, T, D), and the positions used (B, T)."""
+        cfg = self.cfg
+        segment, position = segment_positions(tokens, cfg.sep_id)
+        if self.training and cfg.position_jitter:
+            # One offset per sample keeps the segments' digits aligned with each other.
+            room = cfg.max_len - position.max(dim=1, keepdim=True).values  # (B, 1)
+            offset = (torch.rand(room.shape, device=tokens.device) * room).long()
+            position = position + offset
+        segment = segment.clamp(max=cfg.n_segments - 1)
+        return self.tok_emb(tokens) + self.pos_emb(position) + self.seg_emb(segment), position
+
+    def position_bias(self, position: torch.Tensor) -> torch.Tensor | None:
+        """Attention bias (B, H, L + T, L + T) from position differences; memory pairs share a bucket.
+
+        Digit i of the answer finds digit i of each operand (difference 0) and the carry from digit
+        i - 1 (difference 1) with one learned number per head, the same at every position.
+        """
+        if self.rel_bias is None:
+            return None
+        cfg = self.cfg
+        B, T = position.shape
+        diff = position[:, :, None] - position[:, None, :] + cfg.max_len - 1  # (B, T, T) in 0..2*max_len-2
+        buckets = torch.full((B, cfg.latent + T, cfg.latent + T), 2 * cfg.max_len - 1,
+                             dtype=torch.long, device=position.device)
+        buckets = torch.cat([buckets[:, :cfg.latent],
+                             torch.cat([buckets[:, cfg.latent:, :cfg.latent], diff], dim=2)], dim=1)
+        return self.rel_bias[:, buckets].permute(1, 0, 2, 3)  # (B, H, L + T, L + T)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, vocab_size) for a batch of token ids (B, T)."""
+        B, T = tokens.shape
+        x, position = self.embed(tokens)  # (B, T, D), (B, T)
+        bias = self.position_bias(position)  # (B, H, L + T, L + T) or None
+        e = torch.cat([self.memory.expand(B, -1, -1), x], dim=1)  # (B, L + T, D)
+        caches: list[list] = [[] for _ in self.blocks]
+        h = e
+        for step in range(self.cfg.steps):
+            if step:
+                h = h + e  # re-inject the input at every step
+            for block, cache in zip(self.blocks, caches):
+                h = block(h, cache, bias)
+        return self.head(self.ln_f(h[:, self.cfg.latent:]))  # (B, T, vocab_size)
+
+    def num_params(self, embeddings: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if not embeddings:
+            n -= sum(m.weight.numel() for m in (self.tok_emb, self.pos_emb, self.seg_emb))
+        return n
+
+    def flops_per_token(self, length: int) -> float:
+        """Training FLOPs per input token (forward + backward) for sequences of `length` tokens.
+
+        6 FLOPs per weight per token for every pass through the shared stack, plus attention
+        scores and values (12 * layers * d_model * attended length per step), where step ``s``
+        attends to ``(s + 1) * (latent + length)`` cached positions. Memory tokens cost compute too,
+        so the total is spread over the task tokens only.
+
+        >>> m = Thinker(ThinkerConfig(d_model=32, n_heads=2, n_layers=1, latent=0, steps=1))
+        >>> m.flops_per_token(10) == 6 * m.num_params(embeddings=False) + 12 * 32 * 10
+        True
+        """
+        cfg = self.cfg
+        S = cfg.latent + length
+        stack = sum(p.numel() for p in self.blocks.parameters())
+        per_state_token = 0.0
+        for step in range(cfg.steps):
+            per_state_token += 6 * stack + 12 * cfg.n_layers * cfg.d_model * (step + 1) * S
+        head = 6 * sum(p.numel() for p in (*self.head.parameters(), *self.ln_f.parameters()))
+        return (per_state_token * S + head * length) / length

@@ -1,0 +1,305 @@
+"""Synthetic algorithmic tasks, generated on the target device from a seeded `torch.Generator`.
+
+    >>> task = TASKS["addition"]()
+    >>> g = torch.Generator().manual_seed(0)
+    >>> batch = task.sample(4, g)
+    >>> batch.inputs.shape == batch.targets.shape == batch.mask.shape
+    True
+
+Every task lays a problem out as segments closed by a separator (``SEP``): the operands, then one
+answer slot (``ANS``) per answer token. Numbers are written least significant digit first so that
+digits of equal significance share a position within their segments (see `thinker.model`). Targets
+hold the answer at the answer slots and ``PAD`` elsewhere; ``mask`` marks the answer slots.
+
+A fixed share of all problems (`holdout`, chosen by a hash of the problem, so the same everywhere)
+is reserved for evaluation and never drawn for training; ``split="long"`` draws longer problems than
+training ever shows (length generalisation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+PAD, SEP, ANS = 0, 1, 2
+FIRST_SYMBOL = 3  # token id of symbol 0
+SPLITS = ("train", "eval", "long")
+_MASK31 = 0x7FFFFFFF
+
+
+@dataclass
+class Batch:
+    inputs: torch.Tensor  # (B, T) token ids
+    targets: torch.Tensor  # (B, T) answer ids at answer slots, PAD elsewhere
+    mask: torch.Tensor  # (B, T) True at answer slots
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+
+def _hash_rows(values: torch.Tensor) -> torch.Tensor:
+    """A 31-bit hash per row of a (N, K) int64 tensor; products stay below 2**62, no overflow."""
+    h = torch.full(values.shape[:1], 0x1234567, dtype=torch.int64, device=values.device)
+    for column in values.unbind(1):
+        h = (h * 1000003 + column) & _MASK31
+        h = ((h >> 16) ^ h) * 0x45D9F3B & _MASK31
+    h = ((h >> 16) ^ h) * 0x45D9F3B & _MASK31
+    return (h >> 16) ^ h
+
+
+def to_digits(values: torch.Tensor, base: int, width: int) -> torch.Tensor:
+    """Digits of non-negative integers, least significant first: (N,) -> (N, width).
+
+    >>> to_digits(torch.tensor([0x3e8]), 16, 4).tolist()
+    [[8, 14, 3, 0]]
+    """
+    powers = base ** torch.arange(width, device=values.device)
+    return values.unsqueeze(1) // powers % base
+
+
+def n_digits(value: int, base: int) -> int:
+    """Digits needed to write `value` in `base` (at least one)."""
+    digits = 1
+    while value >= base:
+        value //= base
+        digits += 1
+    return digits
+
+
+class Task:
+    """Base class: subclasses draw raw problems and encode them as token batches."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def __init__(self, holdout: float = 0.1) -> None:
+        if not 0.0 < holdout < 1.0:
+            raise ValueError(f"holdout must be in (0, 1), got {holdout}")
+        self.holdout = holdout
+
+    # -- what subclasses provide ------------------------------------------------------------
+    vocab_size: int
+    max_len: int  # longest segment, separator included, over every split
+
+    def draw(self, n: int, generator: torch.Generator, long: bool) -> torch.Tensor:
+        """Raw problems, one per row, as an int64 tensor on the generator's device."""
+        raise NotImplementedError
+
+    def encode(self, problems: torch.Tensor, long: bool = False) -> Batch:
+        raise NotImplementedError
+
+    # -- shared machinery -------------------------------------------------------------------
+    def is_held_out(self, problems: torch.Tensor) -> torch.Tensor:
+        """True for problems reserved for evaluation (a fixed hash-based split)."""
+        return _hash_rows(problems) % 100_000 < int(self.holdout * 100_000)
+
+    def sample(self, batch_size: int, generator: torch.Generator, split: str = "train") -> Batch:
+        """A batch on the generator's device: training problems, held-out ones, or longer ones."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if split == "long":
+            return self.encode(self.draw(batch_size, generator, long=True), long=True)
+        keep_held_out = split == "eval"
+        chunks, have = [], 0
+        for _ in range(1000):
+            problems = self.draw(batch_size, generator, long=False)
+            problems = problems[self.is_held_out(problems) == keep_held_out]
+            chunks.append(problems)
+            have += problems.shape[0]
+            if have >= batch_size:
+                return self.encode(torch.cat(chunks)[:batch_size])
+        raise ValueError(f"{self.name}: could not draw {split} problems; is the problem space too small?")
+
+    def options(self) -> dict:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+class _SequenceTask(Task):
+    """A sequence of `length` symbols in, one sequence out (copy, flip, sort)."""
+
+    def __init__(self, alphabet: int = 11, length: int = 8, long_length: int | None = None,
+                 holdout: float = 0.1) -> None:
+        super().__init__(holdout)
+        if alphabet < 2:
+            raise ValueError(f"alphabet must be at least 2, got {alphabet}")
+        if length < 1:
+            raise ValueError(f"length must be positive, got {length}")
+        self.alphabet = alphabet
+        self.length = length
+        self.long_length = long_length or length + max(1, length // 2)
+        if self.long_length <= length:
+            raise ValueError(f"long_length ({self.long_length}) must exceed length ({length})")
+        self.vocab_size = FIRST_SYMBOL + alphabet
+        self.max_len = self.long_length + 1
+
+    def draw(self, n: int, generator: torch.Generator, long: bool) -> torch.Tensor:
+        length = self.long_length if long else self.length
+        return torch.randint(0, self.alphabet, (n, length), generator=generator,
+                             device=generator.device)
+
+    def answer(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode(self, problems: torch.Tensor, long: bool = False) -> Batch:
+        return _layout([problems + FIRST_SYMBOL], self.answer(problems) + FIRST_SYMBOL)
+
+
+def _layout(operands: list[torch.Tensor], answer: torch.Tensor) -> Batch:
+    """Operands each closed by SEP, then one ANS slot per answer token."""
+    n = answer.shape[0]
+    sep = torch.full((n, 1), SEP, dtype=torch.long, device=answer.device)
+    pieces = [p for operand in operands for p in (operand, sep)]
+    prompt = torch.cat(pieces, dim=1)
+    inputs = torch.cat([prompt, torch.full_like(answer, ANS)], dim=1)
+    targets = torch.cat([torch.full_like(prompt, PAD), answer], dim=1)
+    return Batch(inputs, targets, targets != PAD)
+
+
+class CopyTask(_SequenceTask):
+    """Copy the sequence: ``3 1 4 1 -> 3 1 4 1`` (``alphabet=2`` is binary, 11 is digits 0..10)."""
+
+    name = "copy"
+    description = "copy a sequence of symbols (alphabet 2 is binary, 11 is digits 0..10)"
+
+    def answer(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class FlipTask(_SequenceTask):
+    """Reverse the sequence: ``0 1 1 0 1 0 -> 0 1 0 1 1 0``."""
+
+    name = "flip"
+    description = "reverse a sequence of symbols"
+
+    def answer(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flip(1)
+
+
+class SortTask(_SequenceTask):
+    """Sort the sequence ascending: ``3 1 4 1 5 -> 1 1 3 4 5``."""
+
+    name = "sort"
+    description = "sort a sequence of symbols ascending"
+
+    def answer(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sort(dim=1).values
+
+
+class RollTask(_SequenceTask):
+    """Rotate right by k, given after the sequence: ``1 2 3 4 5 | k=2 -> 4 5 1 2 3``.
+
+    The shift is a token of its own (ids after the symbols), one per possible k.
+    """
+
+    name = "roll"
+    description = "rotate a sequence right by k steps (k given in the input)"
+
+    def __init__(self, alphabet: int = 11, length: int = 8, long_length: int | None = None,
+                 holdout: float = 0.1) -> None:
+        super().__init__(alphabet, length, long_length, holdout)
+        self.vocab_size = FIRST_SYMBOL + alphabet + self.long_length
+
+    def draw(self, n: int, generator: torch.Generator, long: bool) -> torch.Tensor:
+        x = super().draw(n, generator, long)
+        k = torch.randint(0, x.shape[1], (n, 1), generator=generator, device=x.device)
+        return torch.cat([x, k], dim=1)  # last column is the shift
+
+    def encode(self, problems: torch.Tensor, long: bool = False) -> Batch:
+        x, k = problems[:, :-1], problems[:, -1:]
+        n = x.shape[1]
+        source = (torch.arange(n, device=x.device) - k) % n  # (B, n): y[i] = x[i - k]
+        y = torch.gather(x, 1, source)
+        shift_token = FIRST_SYMBOL + self.alphabet + k
+        return _layout([x + FIRST_SYMBOL, shift_token], y + FIRST_SYMBOL)
+
+
+class _ArithmeticTask(Task):
+    """Two numbers in `base`, each 0..max_operand, digits least significant first."""
+
+    def __init__(self, base: int = 16, max_operand: int = 1000, holdout: float = 0.1) -> None:
+        super().__init__(holdout)
+        if base < 2:
+            raise ValueError(f"base must be at least 2, got {base}")
+        if max_operand < 1:
+            raise ValueError(f"max_operand must be positive, got {max_operand}")
+        self.base = base
+        self.max_operand = max_operand
+        self.digits = n_digits(max_operand, base)
+        self.vocab_size = FIRST_SYMBOL + base
+        self.max_len = self.answer_digits(self.digits + 1) + 1
+
+    def answer_digits(self, operand_digits: int) -> int:
+        raise NotImplementedError
+
+    def combine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def draw(self, n: int, generator: torch.Generator, long: bool) -> torch.Tensor:
+        device = generator.device
+        if long:  # exactly one digit more than any training operand
+            low, high = self.base ** self.digits, self.base ** (self.digits + 1)
+        else:
+            low, high = 0, self.max_operand + 1
+        return torch.randint(low, high, (n, 2), generator=generator, device=device)
+
+    def is_held_out(self, problems: torch.Tensor) -> torch.Tensor:
+        # a + b and b + a are one problem: hold both out or neither
+        return super().is_held_out(problems.sort(dim=1).values)
+
+    def encode(self, problems: torch.Tensor, long: bool = False) -> Batch:
+        a, b = problems[:, 0], problems[:, 1]
+        width = self.digits + long
+        operands = [to_digits(v, self.base, width) + FIRST_SYMBOL for v in (a, b)]
+        answer = to_digits(self.combine(a, b), self.base, self.answer_digits(width))
+        return _layout(operands, answer + FIRST_SYMBOL)
+
+
+class AdditionTask(_ArithmeticTask):
+    """a + b in base 16, least significant digit first: ``8e3 + 8e3 = 0d7 0`` (0x3e8 + 0x3e8 = 0x7d0).
+
+    Operands are 0..1000 by default; the answer has as many digits as the largest possible sum.
+    """
+
+    name = "addition"
+    description = "add two numbers (base 16, operands 0..1000 by default)"
+
+    def answer_digits(self, operand_digits: int) -> int:
+        largest = self.max_operand if operand_digits == self.digits else self.base ** operand_digits - 1
+        return n_digits(2 * largest, self.base)
+
+    def combine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+
+class MultiplyTask(_ArithmeticTask):
+    """a * b in base 16, least significant digit first: ``f0 * 2 = e1 0`` (0x0f * 0x02 = 0x1e)."""
+
+    name = "multiply"
+    description = "multiply two numbers (base 16, operands 0..255 by default)"
+
+    def __init__(self, base: int = 16, max_operand: int = 255, holdout: float = 0.1) -> None:
+        super().__init__(base, max_operand, holdout)
+
+    def answer_digits(self, operand_digits: int) -> int:
+        largest = self.max_operand if operand_digits == self.digits else self.base ** operand_digits - 1
+        return n_digits(largest * largest, self.base)
+
+    def combine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a * b
+
+
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls for cls in (CopyTask, FlipTask, RollTask, SortTask, AdditionTask, MultiplyTask)
+}
+
+
+def make_task(name: str, **options) -> Task:
+    """Build a task by registry name; unknown names and bad options raise ValueError."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose from: {', '.join(TASKS)}")
+    try:
+        return TASKS[name](**options)
+    except TypeError as e:  # an option the task does not take
+        raise ValueError(f"{name}: {e}") from None
