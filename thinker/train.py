@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 from thinker.device import pick_device, synchronize
 from thinker.logger import Logger, NullLogger
@@ -30,6 +33,7 @@ from thinker.model import Thinker, ThinkerConfig
 from thinker.tasks import PAD, Batch, Task, make_task
 
 PHASES = ("data", "forward", "backward")
+FAULTS = ("nan", "diverge", "error")  # see TrainConfig.fault
 PRECISIONS = ("fp32", "tf32", "bf16")
 EVAL_SEED = 20231218  # one fixed held-out set for every run, so runs compare on the same problems
 SPIKE_MARGIN = 0.1  # a loss this close to its average is never a spike, however small the average
@@ -73,6 +77,8 @@ class TrainConfig:
     """Cosine decay ends at this fraction of the peak rate, at max_samples."""
     clip_norm: float = 1.0
     """Gradient clipping norm; 0 turns clipping off."""
+    ema: float = 0.99
+    """Decay of the exponential moving average of the weights that is evaluated and saved (0: off)."""
     max_samples: int = 150_000
     """Sample budget."""
     max_seconds: float = 0.0
@@ -104,7 +110,8 @@ class TrainConfig:
     seed: int = 0
     """Seed for weights, data and jitter; the same seed gives the same losses on CPU."""
     fault: str = ""
-    """Fault injection for tests: "nan@SAMPLES" poisons the loss once, "error@SAMPLES" raises."""
+    """Fault injection for tests, from SAMPLES on: "nan@SAMPLES" poisons the loss once,
+    "diverge@SAMPLES" poisons it at every step, "error@SAMPLES" raises."""
 
     def __post_init__(self) -> None:
         positive = ("d_model", "n_heads", "n_layers", "steps", "batch_size", "max_samples",
@@ -116,12 +123,14 @@ class TrainConfig:
                      "max_restarts", "threads", "long_eval_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.fault and not _parse_fault(self.fault):
-            raise ValueError(f"fault must look like nan@SAMPLES or error@SAMPLES, got {self.fault!r}")
+            raise ValueError(f"fault must look like KIND@SAMPLES with KIND in {', '.join(FAULTS)}, got {self.fault!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,7 +157,7 @@ class TrainingDiverged(RuntimeError):
 
 def _parse_fault(fault: str) -> tuple[str, int] | None:
     kind, _, at = fault.partition("@")
-    if kind in ("nan", "error") and at.isdigit():
+    if kind in FAULTS and at.isdigit():
         return kind, int(at)
     return None
 
@@ -233,6 +242,10 @@ class StepRunner:
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
         self.timer = PhaseTimer(self.device)
         self.forward = torch.compile(self.model) if cfg.compile else self.model
+        # The averaged weights are what gets evaluated and saved: they sit at the bottom of the
+        # valley the raw iterate keeps bouncing around in, which is what the last 0.1% needs.
+        self.ema_model = copy.deepcopy(self.model).requires_grad_(False) if cfg.ema else None
+        self.updates = 0
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = cfg.precision == "tf32"
             torch.backends.cudnn.allow_tf32 = cfg.precision == "tf32"
@@ -255,25 +268,32 @@ class StepRunner:
         return cfg.lr * scale * self.lr_scale
 
     def step(self) -> torch.Tensor:
-        """Run one step; returns the loss as a detached device tensor (reading it is a sync)."""
+        """Run one step; returns the loss as a detached device tensor (reading it is a sync).
+
+        The phases carry `record_function` labels, so a torch.profiler trace shows them by name.
+        """
         cfg, timer = self.cfg, self.timer
         timer.start()
-        batch = self.task.sample(cfg.batch_size, self.generator)
+        with record_function("data"):
+            batch = self.task.sample(cfg.batch_size, self.generator)
         timer.mark()
         self.model.train()
-        with self.autocast():
-            logits = self.forward(batch.inputs)  # (B, T, vocab)
-        loss = masked_loss(logits, batch.targets)
-        loss = self._inject_fault(loss)
+        with record_function("forward"):
+            with self.autocast():
+                logits = self.forward(batch.inputs)  # (B, T, vocab)
+            loss = masked_loss(logits, batch.targets)
+            loss = self._inject_fault(loss)
         timer.mark()
-        lr = self.learning_rate()
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
-        self.optimizer.step()
+        with record_function("backward"):
+            lr = self.learning_rate()
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_norm:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+            self.optimizer.step()
+            self._update_ema()
         timer.mark()
         self.samples += cfg.batch_size
         return loss.detach()
@@ -282,18 +302,35 @@ class StepRunner:
         if self._fault is None or self.samples < self._fault[1]:
             return loss
         kind, _ = self._fault
-        self._fault = None  # fire once
+        if kind != "diverge":
+            self._fault = None  # fire once
         if kind == "error":
             raise RuntimeError(f"injected fault at {self.samples} samples")
         return loss * float("nan")
 
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema_model is None:
+            return
+        self.updates += 1
+        decay = min(self.cfg.ema, (1 + self.updates) / (10 + self.updates))  # short memory at first
+        ema = list(self.ema_model.parameters())
+        torch._foreach_lerp_(ema, list(self.model.parameters()), 1.0 - decay)
+
+    @property
+    def eval_model(self) -> Thinker:
+        """The model to evaluate and save: the weight average when on, else the model itself."""
+        return self.ema_model if self.ema_model is not None else self.model
+
     def state(self) -> dict:
-        """A deep copy of model and optimizer state (kept on the device: restoring is a copy)."""
+        """A deep copy of model, average and optimizer state (kept on the device: restoring is a copy)."""
         return {"model": copy.deepcopy(self.model.state_dict()),
+                "eval_model": copy.deepcopy(self.eval_model.state_dict()),
                 "optimizer": copy.deepcopy(self.optimizer.state_dict())}
 
     def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
+        self.eval_model.load_state_dict(state["eval_model"])
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
 
 
@@ -360,6 +397,19 @@ class TrainResult:
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
+def save_checkpoint(out, cfg: TrainConfig, result: TrainResult) -> Path:
+    """Write model.pt (weights, model and training config, summary), config.json and result.json."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / "model.pt"
+    torch.save({"model": result.state_dict, "model_config": result.model_config,
+                "train_config": cfg.to_dict(), "result": result.summary()}, checkpoint)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    result_json = {**result.summary(), "history": result.history}
+    (out / "result.json").write_text(json.dumps(result_json, indent=2) + "\n")
+    return checkpoint
+
+
 def train(cfg: TrainConfig, logger: Logger | None = None, on_eval=None) -> TrainResult:
     """Train until the target exact match, the sample budget or the time budget; keep the best state.
 
@@ -373,9 +423,10 @@ def train(cfg: TrainConfig, logger: Logger | None = None, on_eval=None) -> Train
     held_out, long = eval_sets(runner.task, cfg, device)
 
     def run_eval() -> dict[str, float]:
-        metrics = evaluate(runner.model, [held_out], autocast=runner.autocast())
+        metrics = evaluate(runner.eval_model, [held_out], autocast=runner.autocast())
         if long is not None:
-            metrics["length_exact_match"] = evaluate(runner.model, [long], autocast=runner.autocast())["exact_match"]
+            long_metrics = evaluate(runner.eval_model, [long], autocast=runner.autocast())
+            metrics["length_exact_match"] = long_metrics["exact_match"]
         return metrics
 
     best = {"exact_match": -1.0, "loss": math.inf, "token_accuracy": 0.0, "length_exact_match": 0.0}
@@ -460,6 +511,6 @@ def train(cfg: TrainConfig, logger: Logger | None = None, on_eval=None) -> Train
         step_ms=timing["step"], restarts=restarts, stop_reason=stop_reason, best_samples=best_samples,
         samples_to_target=samples_to_target, seconds_to_target=seconds_to_target,
         params=runner.model.num_params(), device=str(device), history=history,
-        state_dict={k: v.detach().cpu() for k, v in best_state["model"].items()},
+        state_dict={k: v.detach().cpu() for k, v in best_state["eval_model"].items()},
         model_config=runner.model_config.to_dict(),
     )

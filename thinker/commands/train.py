@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
 from thinker.commands.options import (
@@ -25,7 +24,7 @@ from thinker.commands.options import (
 )
 from thinker.errors import UsageError, guarded
 from thinker.progress import stderr, training_progress
-from thinker.train import TrainConfig, TrainingDiverged, train
+from thinker.train import TrainConfig, TrainingDiverged, save_checkpoint, train
 
 # CLI flag -> TrainConfig field, for the flags that map one to one
 FLAGS = ("steps", "latent", "batch_size", "lr", "d_model", "n_heads", "n_layers", "max_samples",
@@ -38,17 +37,6 @@ def build_config(base: dict, overrides: dict) -> TrainConfig:
         return TrainConfig.from_dict(values)
     except ValueError as e:
         raise UsageError(str(e)) from None
-
-
-def save_run(out: Path, cfg: TrainConfig, result) -> Path:
-    """Write model.pt (weights + configs), config.json and result.json under `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / "model.pt"
-    torch.save({"model": result.state_dict, "model_config": result.model_config,
-                "train_config": cfg.to_dict(), "result": result.summary()}, checkpoint)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    (out / "result.json").write_text(json.dumps({**result.summary(), "history": result.history}, indent=2) + "\n")
-    return checkpoint
 
 
 def register(app: typer.Typer) -> None:
@@ -105,7 +93,7 @@ def register(app: typer.Typer) -> None:
                 result = train(cfg, logger)
         except TrainingDiverged as e:
             raise UsageError(f"training diverged: {e}") from None
-        checkpoint = save_run(out, cfg, result)
+        checkpoint = save_checkpoint(out, cfg, result)
         stderr.print(f"{task}: exact match {result.exact_match:.2%} after {result.samples:,} samples in "
                      f"{result.train_seconds:.1f}s; best checkpoint {checkpoint}")
         print(json.dumps({**result.summary(), "checkpoint": str(checkpoint)}))

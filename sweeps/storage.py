@@ -1,0 +1,90 @@
+"""Optuna storage: URL checks, password redaction, heartbeats and retries on RDB storages.
+
+    >>> redact("postgresql://thinker:s3cret@db:5432/optuna")
+    'postgresql://thinker:***@db:5432/optuna'
+    >>> redact("sqlite:///optuna.db")
+    'sqlite:///optuna.db'
+
+The default is an SQLite file in the working directory. Any SQLAlchemy URL Optuna's RDB storage
+accepts works too (PostgreSQL for many machines). Every RDB storage gets heartbeats, so a trial whose
+worker died is failed after the grace period and retried by `RetryHeartbeatStaleTrialCallback`.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+DEFAULT_STORAGE = "sqlite:///optuna.db"
+HEARTBEAT_SECONDS = 10
+GRACE_SECONDS = 30
+MAX_RETRY = 2
+_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@]*:)(?P<password>[^@]*)(?P<tail>@)")
+
+
+class StorageError(ValueError):
+    """A storage URL that is malformed or cannot be reached (message has no password)."""
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***, safe to print, log or tag."""
+    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", url)
+
+
+def check_url(url: str) -> str:
+    """Parse the URL without connecting; StorageError names what is wrong."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise StorageError(f"malformed storage URL {redact(url)!r} (expected e.g. {DEFAULT_STORAGE} "
+                           "or postgresql://user@host/db)") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise StorageError(f"storage {redact(url)!r}: an SQLite storage needs a file, e.g. {DEFAULT_STORAGE}")
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of an SQLite URL, else None."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+    parsed = make_url(url)
+    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" else None
+
+
+def open_storage(url: str, heartbeat: bool = True, must_exist: bool = False):
+    """An RDBStorage with heartbeats and retries; StorageError if it cannot be opened.
+
+    `must_exist` refuses to create a new SQLite file (for commands that only read a study).
+    """
+    import optuna  # noqa: PLC0415
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback  # noqa: PLC0415
+
+    # Heartbeats are "experimental since v2.8": stable for years, and Optuna's advised way to detect
+    # dead workers. Say so once here rather than warn on every worker start.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    check_url(url)
+    path = sqlite_path(url)
+    if path is not None:
+        if must_exist and not path.exists():
+            raise StorageError(f"no study database at {path} (storage {url})")
+        # SQLite serialises writers; wait for the lock instead of failing with "database is locked".
+        engine_kwargs = {"connect_args": {"timeout": 120}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    beats = {}
+    if heartbeat:
+        beats = dict(heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+    try:
+        return RDBStorage(url, engine_kwargs=engine_kwargs, **beats)
+    except ModuleNotFoundError as e:
+        raise StorageError(f"storage {redact(url)!r} needs the database driver {e.name!r} (pip install it)") from None
+    except Exception as e:  # sqlalchemy OperationalError and friends: unreachable, refused, bad auth
+        reason = redact(str(e).splitlines()[0]) if str(e) else type(e).__name__
+        if isinstance(e, optuna.exceptions.StorageInternalError) and e.__cause__ is not None:
+            reason = redact(str(e.__cause__).splitlines()[0])
+        raise StorageError(f"cannot open storage {redact(url)!r}: {reason}") from None

@@ -1,0 +1,263 @@
+"""`thinker sweep` end to end on tiny trials (about a second each): `pytest tests/test_sweep.py`.
+
+Every test runs in its own empty directory, with the default stores (optuna.db, mlflow.db) there.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from thinker.cli import app
+
+SPACE = str(Path(__file__).parent / "fixtures" / "tiny_copy.toml")
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def sweep(*args):
+    result = runner.invoke(app, ["sweep", "copy", "--space", SPACE, "--device", "cpu", *args])
+    assert "Traceback" not in result.output
+    return result
+
+
+def last_json(result):
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def study(name="copy"):
+    return optuna.load_study(study_name=name, storage="sqlite:///optuna.db")
+
+
+def runs(experiment="thinker-copy"):
+    client = MlflowClient(f"sqlite:///{Path.cwd() / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(experiment)
+    found = client.search_runs([exp.experiment_id])
+    parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def finished(s):
+    return [t for t in s.trials if t.state.name in ("COMPLETE", "PRUNED")]
+
+
+def test_sweep_tracks_every_trial_and_resumes():
+    result = sweep("--trials", "3", "--pruner", "none")
+    assert result.exit_code == 0, result.output
+    summary = last_json(result)
+    assert summary["finished"] == 3 and summary["status"] == "finished"
+    assert len(finished(study())) == 3
+
+    client, parents, children = runs()
+    assert len(parents) == 1 and len(children) == 3
+    parent = parents[0]
+    assert parent.data.tags["optuna.study"] == "copy" and parent.data.tags["sampler"] == "tpe"
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert {c.info.run_name for c in children} == {"trial-0000", "trial-0001", "trial-0002"}
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert len(client.get_metric_history(child.info.run_id, "eval_exact_match")) >= 2
+        for phase in ("data_ms", "forward_ms", "backward_ms"):
+            assert client.get_metric_history(child.info.run_id, phase)
+        assert {"lr", "batch_size", "steps"} <= set(child.data.params)
+    by_number = {t.number: t for t in study().trials}
+    for child in children:
+        trial = by_number[int(child.data.tags["optuna.trial_number"])]
+        assert trial.user_attrs["mlflow_run_id"] == child.info.run_id
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"plots", "best_trial"} <= artifacts
+
+    result = sweep("--trials", "5", "--pruner", "none")
+    assert result.exit_code == 0, result.output
+    assert len(finished(study())) == 5
+    _, parents, children = runs()
+    assert len(parents) == 2 and len(children) == 5
+    assert all(r.info.status != "RUNNING" for r in parents + children)
+
+    result = sweep("--trials", "5")
+    assert result.exit_code == 0
+    assert "already has 5 finished trials" in result.stderr
+    assert last_json(result)["status"] == "already finished"
+    assert len(runs()[1]) == 2  # no new parent run
+
+
+def test_pruning_prunes_and_records_why():
+    result = sweep("--trials", "8", "--sampler", "random", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    pruned = [t for t in study().trials if t.state.name == "PRUNED"]
+    assert pruned, [t.state.name for t in study().trials]
+    _, _, children = runs()
+    states = {c.data.tags["optuna.trial_number"]: c.data.tags["state"] for c in children}
+    for t in pruned:
+        assert states[str(t.number)] == "PRUNED"
+        assert t.user_attrs["samples"] < 6144
+
+
+def test_failures_are_recorded_and_the_sweep_goes_on():
+    result = sweep("--trials", "3", "--pruner", "none",
+                   "--inject-fault", "0:diverge@512", "--inject-fault", "1:error@512")
+    assert result.exit_code == 0, result.output
+    trials = {t.number: t for t in study().trials}
+    assert trials[0].state.name == "FAIL" and "diverged" in trials[0].user_attrs["fail_reason"]
+    assert trials[1].state.name == "FAIL" and "injected fault" in trials[1].user_attrs["fail_reason"]
+    assert len(finished(study())) == 3
+    _, _, children = runs()
+    failed = [c for c in children if c.data.tags["state"] == "FAIL"]
+    assert len(failed) == 2 and all(c.info.status == "FAILED" for c in failed)
+    assert all("fail_reason" in c.data.tags for c in failed)
+
+
+def test_nan_once_recovers_inside_the_trial():
+    result = sweep("--trials", "1", "--pruner", "none", "--inject-fault", "0:nan@1024")
+    assert result.exit_code == 0, result.output
+    (trial,) = study().trials
+    assert trial.state.name == "COMPLETE" and trial.user_attrs["restarts"] == 1
+
+
+def test_two_workers_share_one_study_without_lock_errors():
+    result = sweep("--trials", "4", "--jobs", "2", "--pruner", "none")
+    assert result.exit_code == 0, result.output
+    assert "locked" not in result.output
+    assert 4 <= len(finished(study())) <= 5  # at most the trials in flight when the 4th finished
+    _, _, children = runs()
+    assert {c.data.tags["worker"] for c in children} == {"0", "1"}
+    assert len({c.data.tags["optuna.trial_number"] for c in children}) == len(children)
+    assert all(c.info.status != "RUNNING" for c in children)
+
+
+def test_pareto_objective_gives_a_front():
+    result = sweep("--trials", "3", "--objective", "pareto-samples")
+    assert result.exit_code == 0, result.output
+    s = study()
+    assert [d.name for d in s.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert last_json(result)["pareto_front"]
+    client, parents, _ = runs()
+    assert "plots/pareto_front.html" in {a.path for a in client.list_artifacts(parents[0].info.run_id, "plots")}
+
+
+def test_time_to_target_minimises_samples():
+    result = sweep("--trials", "2", "--objective", "time-to-target", "--pruner", "none")
+    assert result.exit_code == 0, result.output
+    s = study()
+    assert s.direction.name == "MINIMIZE"
+    for t in s.trials:
+        reached = t.user_attrs["samples_to_target"]
+        assert t.value == (reached if reached is not None else 6144 * (2 - t.user_attrs["exact_match"]))
+
+
+def test_report_and_rerun_from_a_trial(tmp_path):
+    assert sweep("--trials", "2", "--pruner", "none").exit_code == 0
+    result = runner.invoke(app, ["report", "copy", "--csv", "trials.csv"])
+    assert result.exit_code == 0, result.output
+    assert "best trials" in result.stdout
+    assert Path("trials.csv").read_text().startswith("trial,state,value")
+    best = study().best_trial
+    result = runner.invoke(app, ["train", "copy", "--from-trial", f"copy:{best.number}", "--out", "rerun"])
+    assert result.exit_code == 0, result.output
+    assert last_json(result)["samples"] == best.user_attrs["samples"]  # the same run, bit for bit
+    run_id = best.user_attrs["mlflow_run_id"]
+    result = runner.invoke(app, ["train", "copy", "--from-trial", run_id, "--out", "rerun2"])
+    assert result.exit_code == 0, result.output
+
+
+def test_interrupt_leaves_no_running_run_and_the_next_invocation_resumes(tmp_path):
+    slow = tmp_path / "slow.toml"  # trials that never reach their target, so one is surely running
+    slow.write_text(Path(SPACE).read_text().replace("target = 1.0", "target = 2.0")
+                    .replace("max_samples = 6144", "max_samples = 10000000"))
+    cmd = [sys.executable, "-m", "thinker", "sweep", "copy", "--space", str(slow), "--device", "cpu",
+           "--trials", "2", "--pruner", "none"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # A shell may start background jobs with SIGINT ignored; give the sweep the default, as a terminal would.
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 60
+    while time.time() < deadline and not _a_trial_is_running():
+        time.sleep(0.5)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "rerun the same command to resume" in err
+    _, parents, children = runs()
+    assert children and all(r.info.status != "RUNNING" for r in parents + children)
+    assert [c.info.status for c in children] == ["KILLED"]
+    assert [t.state.name for t in study().trials] == ["FAIL"]
+    assert study().trials[0].user_attrs["fail_reason"] == "interrupted"
+    result = sweep("--trials", "2", "--pruner", "none")  # the quick space: resumes to 2 finished trials
+    assert result.exit_code == 0, result.output
+    assert len(finished(study())) == 2
+
+
+def _a_trial_is_running() -> bool:
+    try:
+        return any(t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs for t in study().trials)
+    except Exception:  # no study yet
+        return False
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sweep", "divide"], "unknown task 'divide'"),
+    (["sweep", "copy", "--trials", "0"], "--trials must be at least 1"),
+    (["sweep", "copy", "--jobs", "0"], "--jobs must be at least 1"),
+    (["sweep", "copy", "--sampler", "grid"], "unknown sampler 'grid'"),
+    (["sweep", "copy", "--pruner", "sometimes"], "unknown pruner 'sometimes'"),
+    (["sweep", "copy", "--objective", "vibes"], "unknown objective 'vibes'"),
+    (["sweep", "copy", "--storage", "not a url"], "malformed storage URL"),
+    (["sweep", "copy", "--storage", "postgresql://u:hunter2@127.0.0.1:1/db"], "cannot open storage"),
+    (["sweep", "copy", "--tracking-uri", "http://127.0.0.1:9"], "is unreachable"),
+    (["sweep", "copy", "--space", "missing.toml"], "not found"),
+    (["report", "copy"], "no study database"),
+    (["report"], "name a task or pass --study"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "hunter2" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+BAD_SPACES = {
+    "not toml [": "not valid TOML",
+    'colour = "red"\n[params]\nlr = { type = "float", low = 0.1, high = 1 }': "unknown key(s) colour",
+    '[params]\nlearning_rate = { type = "float", low = 0.1, high = 1 }': "unknown key params.learning_rate",
+    '[params]\nlr = { type = "float", low = 1, high = 0.1 }': "low (1) > high (0.1)",
+    '[params]\nlr = { type = "normal", low = 0.1, high = 1 }': "unknown type 'normal'",
+    '[params]\nlr = { type = "float", low = 0.1, high = 1, base = 2 }': "unknown key(s) base",
+    '[params]\nlr = { type = "float", low = 0, high = 1, log = true }': "log scale needs low > 0",
+    '[params]\nsteps = { type = "int", low = 1.5, high = 3 }': "whole numbers",
+    '[params]\nbatch_size = { type = "categorical", choices = [] }': "non-empty list",
+    '[budget]\npatience = 3\n[params]\nlr = { type = "float", low = 0.1, high = 1 }': "unknown key budget.patience",
+    '[fixed]\ndevice = "cuda"\n[params]\nlr = { type = "float", low = 0.1, high = 1 }': "set by the sweep itself",
+    '[params]\nsteps = { type = "int", low = 0, high = 3 }': "steps must be positive",
+    "[params]\n": "nothing to search",
+}
+
+
+@pytest.mark.parametrize("text, message", list(BAD_SPACES.items()))
+def test_bad_space_file_names_the_problem(text, message, tmp_path):
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    result = runner.invoke(app, ["sweep", "copy", "--space", str(path)])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "space.toml" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.toml"]
