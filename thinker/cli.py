@@ -16,7 +16,7 @@ import sys
 
 import typer
 
-from thinker.commands import report, sweep, tasks, train
+from thinker.commands import bench, report, sweep, tasks, train
 from thinker.errors import UsageError
 
 app = typer.Typer(
@@ -27,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-for module in (tasks, train, sweep, report):
+for module in (tasks, train, sweep, report, bench):
     module.register(app)
 
 

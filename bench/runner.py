@@ -1,0 +1,117 @@
+"""Measure one variant: the trainer's own `StepRunner.step()`, warmed up, then timed two ways.
+
+    >>> from bench.variants import VARIANTS
+    >>> from thinker.train import TrainConfig
+    >>> cfg = TrainConfig(task="copy", device="cpu", d_model=16, n_heads=2, n_layers=1)
+    >>> row = measure(VARIANTS["eager"], cfg, torch.device("cpu"), warmup=1, iters=2, peak=(1.0, "test"))
+    >>> row["status"], row["batch_size"], row["steps_measured"]
+    ('ok', 64, 2)
+
+Two clocks: the trainer's `PhaseTimer` (CUDA events on GPU, perf_counter on CPU) splits every step
+into data / forward+loss / backward+optimizer, and those three add up to its step time by
+construction. Independently, the whole measured loop is timed with `perf_counter` between two device
+synchronisations; `wall_ratio` = step_ms / wall_step_ms shows how much the phase clock misses
+(work between steps). Throughput and MFU use the wall clock: it is what a training run gets.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from bench.sampler import make_sampler
+from bench.variants import Variant
+from thinker.device import synchronize
+from thinker.train import PHASES, StepRunner, TrainConfig
+
+PROFILE_STEPS = 5
+COMMON_FIELDS = ("variant", "base", "device", "batch_size", "precision", "compile", "fused", "status", "seq_len",
+                 "samples_per_s", "tokens_per_s", "step_ms", "wall_step_ms", "wall_ratio", "data_ms",
+                 "forward_ms", "backward_ms", "phase_sum_ratio", "step_ms_min", "steps_measured",
+                 "peak_memory_mb", "achieved_tflops", "peak_tflops", "peak_source", "mfu", "speedup", "note")
+CUDA_FIELDS = ("reserved_memory_mb", "nvml_memory_mb", "gpu_util", "sm_activity", "sm_occupancy", "power_w")
+CPU_FIELDS = ("rss_mb", "cpu_percent", "system_cpu_percent")
+
+
+def blank_row(label: str, variant: Variant, cfg: TrainConfig, device: torch.device, status: str = "ok") -> dict:
+    """A row with every field present (None until measured), so skipped rows have the same shape."""
+    row = dict.fromkeys(COMMON_FIELDS + (CUDA_FIELDS if device.type == "cuda" else CPU_FIELDS))
+    row.update(variant=label, device=str(device), batch_size=cfg.batch_size, precision=variant.precision,
+               compile=variant.compile, fused=variant.fused, status=status)
+    return row
+
+
+def sequence_length(runner: StepRunner) -> int:
+    """Tokens per sample, from a batch drawn with its own generator (the runner's stays untouched)."""
+    generator = torch.Generator(runner.device).manual_seed(0)
+    return int(runner.task.sample(1, generator).inputs.shape[1])
+
+
+def measure(variant: Variant, cfg: TrainConfig, device: torch.device, *, warmup: int, iters: int,
+            min_seconds: float = 0.0, peak: tuple[float | None, str], label: str | None = None,
+            profile_dir: Path | None = None) -> dict:
+    """One row: warm up, then time at least `iters` steps and at least `min_seconds`.
+
+    Errors (out of memory, a failing torch.compile) propagate: the caller decides what they mean.
+    """
+    row = blank_row(label or variant.name, variant, cfg, device)
+    runner = StepRunner(cfg, device, fused=variant.fused)
+    seq_len = sequence_length(runner)
+    for _ in range(warmup):
+        runner.step()
+    synchronize(device)
+    runner.timer.collect()  # drop the warm-up steps' timings
+
+    sampler = make_sampler(device)
+    sampler.start()
+    synchronize(device)
+    start = time.perf_counter()
+    n = 0
+    # The time check reads the host clock without a sync: the host runs ahead by at most a queue.
+    while n < iters or time.perf_counter() - start < min_seconds:
+        runner.step()
+        n += 1
+    synchronize(device)
+    wall_s = time.perf_counter() - start
+    usage = sampler.stop()
+    steps = runner.timer.collect()
+
+    phase_ms = {phase: sum(s[phase] for s in steps) / n for phase in PHASES}  # means add up, medians don't
+    step_ms = sum(s["step"] for s in steps) / n
+    wall_step_ms = wall_s * 1000 / n
+    samples_per_s = cfg.batch_size * n / wall_s
+    tokens_per_s = samples_per_s * seq_len
+    achieved = runner.model.flops_per_token(seq_len) * tokens_per_s / 1e12
+    peak_tflops, peak_source = peak
+    row.update(seq_len=seq_len, samples_per_s=samples_per_s, tokens_per_s=tokens_per_s, step_ms=step_ms,
+               wall_step_ms=wall_step_ms, wall_ratio=step_ms / wall_step_ms,
+               data_ms=phase_ms["data"], forward_ms=phase_ms["forward"], backward_ms=phase_ms["backward"],
+               phase_sum_ratio=sum(phase_ms.values()) / step_ms, step_ms_min=min(s["step"] for s in steps),
+               steps_measured=n, achieved_tflops=achieved, peak_tflops=peak_tflops, peak_source=peak_source,
+               mfu=achieved / peak_tflops if peak_tflops else None)
+    row.update({k: v for k, v in usage.items() if k in row})
+    if device.type == "cuda":
+        row["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        row["reserved_memory_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
+    else:
+        row["peak_memory_mb"] = row["rss_mb"]  # the process's resident set: CPU has no allocator stats
+    if profile_dir is not None:
+        row["trace"] = str(profile(runner, profile_dir / f"trace-{row['variant']}.json"))
+    return row
+
+
+def profile(runner: StepRunner, path: Path, steps: int = PROFILE_STEPS) -> Path:
+    """A chrome trace (chrome://tracing, ui.perfetto.dev) of a few steps; phases show by name."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if runner.device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            runner.step()
+        synchronize(runner.device)
+    runner.timer.collect()
+    prof.export_chrome_trace(str(path))
+    return path

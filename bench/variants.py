@@ -1,0 +1,98 @@
+"""The variants `thinker bench` compares: the same training step, configured differently.
+
+    >>> parse_variants("eager,bf16")
+    ['eager', 'bf16']
+    >>> parse_batch_sizes("64,256")
+    [64, 256]
+    >>> skip_reason(VARIANTS["tf32"], torch.device("cpu"))
+    'tf32 needs CUDA'
+
+Every variant but `fused` uses the unfused (for-each) AdamW, so `fused` is a real comparison on
+CUDA too, where `StepRunner` would pick the fused optimizer by default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from thinker.errors import UsageError
+from thinker.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    precision: str = "fp32"
+    compile: bool = False
+    fused: bool = False
+
+    def config(self, base: TrainConfig, batch_size: int | None = None) -> TrainConfig:
+        return dataclasses.replace(base, precision=self.precision, compile=self.compile,
+                                   batch_size=batch_size or base.batch_size)
+
+
+VARIANTS = {v.name: v for v in (
+    Variant("eager"),
+    Variant("tf32", precision="tf32"),
+    Variant("bf16", precision="bf16"),
+    Variant("compile", compile=True),
+    Variant("fused", fused=True),
+)}
+# CPU: torch.compile takes minutes to build on 2 cores and a scan past 1024 takes longer than the rest
+DEFAULT_VARIANTS = {"cuda": ("eager", "tf32", "bf16", "compile", "fused"), "cpu": ("eager", "bf16", "fused")}
+DEFAULT_BATCH_SIZES = {"cuda": (64, 256, 1024, 4096, 16384), "cpu": (256, 1024)}
+
+
+def parse_variants(text: str | None, device_type: str = "cpu") -> list[str]:
+    """Comma-separated variant names; None gives the device's defaults, "" or "none" no variants."""
+    if text is None:
+        return list(DEFAULT_VARIANTS.get(device_type, DEFAULT_VARIANTS["cpu"]))
+    names = [n.strip() for n in text.split(",") if n.strip() and n.strip() != "none"]
+    for name in names:
+        if name not in VARIANTS:
+            raise UsageError(f"unknown variant {name!r}; choose from: {', '.join(VARIANTS)}")
+    return list(dict.fromkeys(names))  # keep order, drop repeats
+
+
+def parse_batch_sizes(text: str | None, device_type: str = "cpu") -> list[int]:
+    """Comma-separated batch sizes for the scan; None gives the device's defaults, "none" no scan."""
+    if text is None:
+        return list(DEFAULT_BATCH_SIZES.get(device_type, DEFAULT_BATCH_SIZES["cpu"]))
+    sizes = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part or part == "none":
+            continue
+        try:
+            size = int(part)
+        except ValueError:
+            raise UsageError(f"--batch-sizes takes integers, got {part!r}") from None
+        if size <= 0:
+            raise UsageError(f"batch sizes must be positive, got {size}")
+        sizes.append(size)
+    return sorted(set(sizes))
+
+
+def skip_reason(variant: Variant, device: torch.device) -> str | None:
+    """Why `device` cannot run `variant` (a short phrase), or None when it can."""
+    if variant.precision == "tf32":
+        if device.type != "cuda":
+            return "tf32 needs CUDA"
+        major, minor = torch.cuda.get_device_capability(device)
+        if major < 8:
+            return f"tf32 needs compute capability 8.0+, this GPU is {major}.{minor}"
+    if variant.precision == "bf16" and device.type == "cuda":
+        with torch.cuda.device(device):
+            if not torch.cuda.is_bf16_supported(including_emulation=False):
+                return f"no native bf16 on {torch.cuda.get_device_name(device)}"
+    if variant.compile:
+        try:
+            from torch import _dynamo  # noqa: PLC0415
+
+            if not _dynamo.is_dynamo_supported():
+                return "torch.compile is not supported on this Python/platform"
+        except Exception as e:
+            return f"torch.compile unavailable: {type(e).__name__}"
+    return None

@@ -1,0 +1,248 @@
+"""`thinker bench` on a tiny CPU preset, its error paths and its parts: `pytest tests/test_bench.py`.
+
+GPU checks (NVML sampling, CUDA memory fields) run only where CUDA is: `pytest -m gpu`.
+"""
+
+import json
+import subprocess
+import sys
+import types
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import bench.suite
+from bench.nvml import NvmlSampler
+from bench.peaks import gpu_peak, peak_tflops
+from bench.report import log_mlflow
+from bench.suite import _plateau, run_suite
+from thinker.cli import app
+from thinker.train import TrainConfig
+
+runner = CliRunner()
+TINY = ["--device", "cpu", "--task", "copy", "-o", "alphabet=5", "-o", "length=4", "--d-model", "32",
+        "--n-heads", "2", "--n-layers", "1", "--latent", "2", "--steps", "1", "--warmup", "1", "--iters", "3",
+        "--min-seconds", "0"]
+ROW_FIELDS = ("variant", "device", "batch_size", "samples_per_s", "tokens_per_s", "step_ms", "wall_step_ms",
+              "data_ms", "forward_ms", "backward_ms", "peak_memory_mb", "mfu", "speedup", "status")
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    values = dict(task="copy", task_options={"alphabet": 5, "length": 4}, d_model=32, n_heads=2, n_layers=1,
+                  latent=2, steps=1, device="cpu")
+    return TrainConfig(**{**values, **overrides})
+
+
+def last_json(result) -> dict:
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_bench_table_then_json_with_consistent_rows(tmp_path):
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", *TINY, "--variants", "eager,tf32,fused", "--batch-sizes", "128",
+                                 "--json", str(out), "--profile", str(tmp_path / "trace")])
+    assert result.exit_code == 0, result.output
+    doc = last_json(result)
+    assert doc == json.loads(out.read_text())
+    assert doc["device"] == "cpu" and doc["gpu"] is None
+    rows = {row["variant"]: row for row in doc["rows"]}
+    assert list(rows) == ["eager", "tf32", "fused", "batch=128"]
+    assert "skipped: tf32 needs CUDA" in result.stdout.rsplit("\n", 2)[0]  # the table, before the JSON line
+
+    assert rows["tf32"]["status"] == "skipped: tf32 needs CUDA" and rows["tf32"]["tokens_per_s"] is None
+    for row in (rows["eager"], rows["fused"], rows["batch=128"]):
+        assert row["status"] == "ok"
+        assert all(field in row for field in ROW_FIELDS + ("cpu_percent", "rss_mb"))
+        phases = row["data_ms"] + row["forward_ms"] + row["backward_ms"]
+        assert phases == pytest.approx(row["step_ms"], rel=0.05)
+        assert row["wall_step_ms"] > 0 and row["wall_ratio"] > 0
+        assert 0 < row["mfu"] <= 1
+        assert row["tokens_per_s"] == pytest.approx(row["samples_per_s"] * doc["seq_len"])
+        assert row["peak_memory_mb"] > 0 and row["cpu_percent"] is not None
+    assert rows["eager"]["speedup"] == 1.0 and rows["eager"]["peak_source"].startswith("probe")
+    assert rows["batch=128"]["batch_size"] == 128 and rows["batch=128"]["base"] in ("eager", "fused")
+    trace = tmp_path / "trace" / "trace-eager.json"
+    assert '"forward"' in trace.read_text() and rows["eager"]["trace"] == str(trace)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--variants", "eager,turbo"], "unknown variant 'turbo'; choose from: eager, tf32"),
+    (["--batch-sizes", "0"], "batch sizes must be positive, got 0"),
+    (["--batch-sizes", "64,lots"], "--batch-sizes takes integers"),
+    (["--iters", "0"], "--iters must be positive"),
+    (["--batch-size", "0"], "batch_size must be positive"),
+    (["--peak-tflops", "-1"], "--peak-tflops must be positive"),
+    (["--task", "divide"], "unknown task 'divide'"),
+    (["--d-model", "30", "--n-heads", "4"], "must be divisible by n_heads"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    result = runner.invoke(app, ["bench", *TINY, *args])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_gpu_is_one_line_and_exit_2():
+    result = runner.invoke(app, ["bench", "--device", "cuda"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "thinker: error: --device cuda asked for, but no CUDA device is available"
+
+
+def test_scan_stops_at_out_of_memory_and_a_failing_compile_is_a_row(monkeypatch):
+    real_measure = bench.suite.measure
+
+    def measure(variant, cfg, device, **kwargs):
+        if variant.compile:
+            raise RuntimeError("inductor: no C++ compiler\nlong details")
+        if cfg.batch_size >= 256:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_measure(variant, cfg, device, **kwargs)
+
+    monkeypatch.setattr(bench.suite, "measure", measure)
+    rows, scan = run_suite(tiny_config(), torch.device("cpu"), ["eager", "compile"], [128, 256, 512],
+                           warmup=1, iters=2, peak_override=1.0)
+    assert [(r["variant"], r["status"]) for r in rows] == [
+        ("eager", "ok"), ("compile", "skipped: compile failed: RuntimeError: inductor: no C++ compiler"),
+        ("batch=128", "ok"), ("batch=256", "oom")]
+    assert scan == {"base": "eager", "batch_sizes": [128, 256, 512], "plateau_batch": None,
+                    "stopped": "oom at batch=256"}
+    assert rows[0]["peak_source"] == "--peak-tflops" and rows[0]["speedup"] == 1.0
+
+
+def test_plateau_marks_where_throughput_stops_growing():
+    rows = [{"variant": f"batch={b}", "base": "eager", "status": "ok", "batch_size": b, "tokens_per_s": t,
+             "note": None} for b, t in ((64, 100.0), (256, 300.0), (1024, 320.0), (4096, 330.0))]
+    assert _plateau(rows) == 256
+    assert rows[2]["note"] == "+7% tokens/s over batch=256: stopped growing" and rows[1]["note"] is None
+
+
+def test_gpu_peak_table():
+    assert gpu_peak("NVIDIA H100 80GB HBM3", "tf32") == (494.5, "table: H100 tf32")
+    assert gpu_peak("NVIDIA H100 PCIe", "bf16") == (756.0, "table: H100 PCIe bf16")
+    assert gpu_peak("NVIDIA A100-SXM4-80GB", "bf16") == (312.0, "table: A100 bf16")
+    assert gpu_peak("Tesla T4", "fp32") == (8.1, "table: T4 fp32")
+    assert gpu_peak("NVIDIA A10G", "fp32") is None  # unknown: probed instead
+    assert peak_tflops(torch.device("cpu"), "fp32", override=2.5) == (2.5, "--peak-tflops")
+
+
+class FakeNvml(types.ModuleType):
+    """Just enough of pynvml for NvmlSampler, so its arithmetic is tested without a GPU."""
+
+    NVML_GPM_METRICS_GET_VERSION, NVML_GPM_METRIC_SM_UTIL, NVML_GPM_METRIC_SM_OCCUPANCY = 1, 2, 3
+
+    def __init__(self):
+        super().__init__("pynvml")
+        self.freed = 0
+
+    def nvmlInit(self): pass
+    def nvmlDeviceGetHandleByUUID(self, uuid): return "handle"
+    def nvmlDeviceGetHandleByIndex(self, index): return "handle"
+    def nvmlDeviceGetUtilizationRates(self, h): return types.SimpleNamespace(gpu=90)
+    def nvmlDeviceGetMemoryInfo(self, h): return types.SimpleNamespace(used=2 * 2**30)
+    def nvmlDeviceGetPowerUsage(self, h): raise RuntimeError("not supported")  # one query failing
+    def nvmlGpmQueryDeviceSupport(self, h): return types.SimpleNamespace(isSupportedDevice=1)
+    def nvmlGpmSampleAlloc(self): return object()
+    def nvmlGpmSampleGet(self, h, sample): return sample
+    def nvmlGpmSampleFree(self, sample): self.freed += 1
+
+    def c_nvmlGpmMetricsGet_t(self):
+        metric = lambda: types.SimpleNamespace(metricId=0, nvmlReturn=0, value=0.0)  # noqa: E731
+        return types.SimpleNamespace(metrics=[metric(), metric()])
+
+    def nvmlGpmMetricsGet(self, request):
+        for m in request.metrics:
+            m.value = {self.NVML_GPM_METRIC_SM_UTIL: 41.0, self.NVML_GPM_METRIC_SM_OCCUPANCY: 12.5}[m.metricId]
+
+
+def test_nvml_sampler_summarises_samples_with_a_fake_nvml(monkeypatch):
+    fake = FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    sampler = NvmlSampler(torch.device("cuda", 0), interval=0.01)
+    sampler.start()
+    summary = sampler.stop()
+    assert summary == {"gpu_util": 90.0, "nvml_memory_mb": 2048.0, "power_w": None, "sm_activity": 41.0,
+                       "sm_occupancy": 12.5}
+    assert fake.freed == 2 and len(sampler.samples) >= 2
+
+
+def test_nvml_sampler_without_pynvml_reads_none(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails as if nvidia-ml-py were missing
+    sampler = NvmlSampler(torch.device("cuda", 0), interval=0.01)
+    sampler.start()
+    assert set(sampler.stop().values()) == {None}
+
+
+def test_mlflow_logging_with_a_fake_mlflow(monkeypatch):
+    logged = {}
+    fake = types.ModuleType("mlflow")
+    fake.set_tracking_uri = lambda uri: logged.update(uri=uri)
+    fake.set_experiment = lambda name: logged.update(experiment=name)
+    fake.start_run = lambda run_name: _FakeRun()
+    fake.log_params = lambda p: logged.update(params=p)
+    fake.log_metrics = lambda m: logged.update(metrics=m)
+    fake.set_tags = lambda t: logged.update(tags=t)
+    fake.log_dict = lambda d, name: logged.update(artifact=name)
+    monkeypatch.setitem(sys.modules, "mlflow", fake)
+    rows = [{"variant": "batch=64", "status": "ok", "tokens_per_s": 10.0, "mfu": 0.1},
+            {"variant": "tf32", "status": "skipped: tf32 needs CUDA", "tokens_per_s": None}]
+    doc = {"task": "copy", "gpu": None, "device": "cpu", "torch": "x", "cpu_threads": 1,
+           "config": {"d_model": 32, "task_options": {"length": 4}}, "rows": rows}
+    assert log_mlflow(doc, "sqlite:///x.db") == "run-1"
+    assert logged["uri"] == "sqlite:///x.db" and logged["experiment"] == "bench"
+    assert logged["metrics"] == {"batch_64/tokens_per_s": 10.0, "batch_64/mfu": 0.1}
+    assert logged["tags"]["status/tf32"] == "skipped: tf32 needs CUDA"
+    assert logged["params"]["task_options"] == '{"length": 4}' and logged["artifact"] == "bench.json"
+
+
+class _FakeRun:
+    info = types.SimpleNamespace(run_id="run-1")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_bench_path_imports_neither_optuna_nor_mlflow():
+    code = ("import sys, thinker.cli, thinker.commands.bench, bench.suite, bench.runner, bench.report, "
+            "bench.nvml, bench.peaks; "
+            "assert 'optuna' not in sys.modules and 'mlflow' not in sys.modules, "
+            "[m for m in sys.modules if m.startswith(('optuna', 'mlflow'))][:3]")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_nvml_sampling_on_a_gpu():
+    pytest.importorskip("pynvml")
+    sampler = NvmlSampler(torch.device("cuda"))
+    a = torch.randn(4096, 4096, device="cuda")
+    sampler.start()
+    for _ in range(200):
+        a = (a @ a).clamp_(-1, 1)
+    torch.cuda.synchronize()
+    summary = sampler.stop()
+    assert 0 <= summary["gpu_util"] <= 100
+    assert summary["nvml_memory_mb"] > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bench_on_a_gpu_reports_memory_and_utilisation():
+    args = [a if a != "cpu" else "cuda" for a in TINY]
+    result = runner.invoke(app, ["bench", *args, "--variants", "eager,tf32,bf16,fused", "--batch-sizes", "none"])
+    assert result.exit_code == 0, result.output
+    doc = last_json(result)
+    assert doc["device"] == "cuda" and doc["gpu"]
+    for row in doc["rows"]:
+        assert all(f in row for f in ROW_FIELDS + ("reserved_memory_mb", "nvml_memory_mb", "gpu_util",
+                                                   "sm_activity", "power_w"))
+        if row["status"] == "ok":
+            assert row["peak_memory_mb"] > 0 and row["reserved_memory_mb"] >= row["peak_memory_mb"]
+            assert row["data_ms"] + row["forward_ms"] + row["backward_ms"] == pytest.approx(row["step_ms"], rel=0.05)
+            assert row["mfu"] is None or 0 < row["mfu"] <= 1
