@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import signal
+import socket
 import threading
 from dataclasses import asdict, dataclass, field
 
@@ -107,8 +109,10 @@ class Objective:
             trial.set_user_attr("fail_reason", f"invalid configuration: {e}")
             raise
         trial.set_user_attr("config", cfg.to_dict())
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        trial.set_user_attr("worker", worker)
         tags = {"optuna.study": s.study, "thinker.config": config_json(cfg.to_dict()), "task": s.task,
-                "worker": str(self.worker)}
+                "worker": worker}
         run = self.tracker.start_trial(self.parent_run_id, trial.number, cfg.to_dict(), tags)
         trial.set_user_attr("mlflow_run_id", run.run_id)
         multi = len(s.directions) > 1

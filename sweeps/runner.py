@@ -203,6 +203,7 @@ def run_sweep(settings: SweepSettings, console: Console | None = None) -> Outcom
     if status == "finished" and count(study) < settings.trials:
         status = "stopped"  # the timeout, or too many failures
     close_dead_trial_runs(study, tracker)
+    close_abandoned_parents(study, settings, tracker, parent_id)
     summary = summarize(study, settings, parent_id, elapsed)
     finish_parent(tracker, study, settings, parent_id, summary, "KILLED" if status == "interrupted" else "FINISHED")
     return Outcome(status, summary)
@@ -246,6 +247,25 @@ def close_dead_trial_runs(study, tracker: Tracker) -> int:
             tracker.client.set_tag(run_id, "fail_reason", trial.user_attrs.get("fail_reason", "worker died"))
             tracker.client.set_terminated(run_id, "KILLED")
             closed += 1
+    return closed
+
+
+def close_abandoned_parents(study, settings: SweepSettings, tracker: Tracker, own: str) -> int:
+    """Once the study is done and nothing runs, parent runs still RUNNING belong to dead invocations."""
+    if count(study) < settings.trials or count(study, ("RUNNING", "WAITING")):
+        return 0  # other workers may still be at it
+    closed = 0
+    for run_id in study.user_attrs.get("mlflow_parent_runs", []):
+        if run_id == own:
+            continue
+        try:
+            if tracker.client.get_run(run_id).info.status != "RUNNING":
+                continue
+        except Exception:
+            continue
+        tracker.client.set_tag(run_id, "status", "abandoned: its process died")
+        tracker.client.set_terminated(run_id, "KILLED")
+        closed += 1
     return closed
 
 

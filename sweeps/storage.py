@@ -8,17 +8,20 @@
 The default is an SQLite file in the working directory. Any SQLAlchemy URL Optuna's RDB storage
 accepts works too (PostgreSQL for many machines). Every RDB storage gets heartbeats, so a trial whose
 worker died is failed after the grace period and retried by `RetryHeartbeatStaleTrialCallback`.
+`journal:PATH` is Optuna's journal file, the storage it recommends for many processes on one machine.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
-HEARTBEAT_SECONDS = 10
-GRACE_SECONDS = 30
+JOURNAL = "journal:"
+HEARTBEAT_SECONDS = 10  # THINKER_HEARTBEAT_SECONDS overrides
+GRACE_SECONDS = 30  # THINKER_GRACE_SECONDS overrides: silence after which a running trial is dead
 MAX_RETRY = 2
 _PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@]*:)(?P<password>[^@]*)(?P<tail>@)")
 
@@ -32,8 +35,21 @@ def redact(url: str) -> str:
     return _PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", url)
 
 
+def journal_path(url: str) -> Path | None:
+    """The file of a `journal:PATH` storage, else None.
+
+    >>> journal_path("journal:runs/optuna.log")
+    PosixPath('runs/optuna.log')
+    """
+    return Path(url.removeprefix(JOURNAL)) if url.startswith(JOURNAL) else None
+
+
 def check_url(url: str) -> str:
     """Parse the URL without connecting; StorageError names what is wrong."""
+    if url.startswith(JOURNAL):
+        if not url.removeprefix(JOURNAL):
+            raise StorageError(f"storage {url!r}: a journal storage needs a file, e.g. journal:optuna.log")
+        return url
     from sqlalchemy.engine import make_url  # noqa: PLC0415
     from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
 
@@ -51,6 +67,8 @@ def sqlite_path(url: str) -> Path | None:
     """The database file of an SQLite URL, else None."""
     from sqlalchemy.engine import make_url  # noqa: PLC0415
 
+    if url.startswith(JOURNAL):
+        return None
     parsed = make_url(url)
     return Path(parsed.database) if parsed.get_backend_name() == "sqlite" else None
 
@@ -67,6 +85,17 @@ def open_storage(url: str, heartbeat: bool = True, must_exist: bool = False):
     # dead workers. Say so once here rather than warn on every worker start.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     check_url(url)
+    journal = journal_path(url)
+    if journal is not None:
+        if must_exist and not journal.exists():
+            raise StorageError(f"no study journal at {journal} (storage {url})")
+        from optuna.storages import JournalStorage  # noqa: PLC0415
+        from optuna.storages.journal import JournalFileBackend  # noqa: PLC0415
+
+        try:
+            return JournalStorage(JournalFileBackend(str(journal)))
+        except OSError as e:
+            raise StorageError(f"cannot open storage {url!r}: {e}") from None
     path = sqlite_path(url)
     if path is not None:
         if must_exist and not path.exists():
@@ -77,7 +106,8 @@ def open_storage(url: str, heartbeat: bool = True, must_exist: bool = False):
         engine_kwargs = {"pool_pre_ping": True}
     beats = {}
     if heartbeat:
-        beats = dict(heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+        beats = dict(heartbeat_interval=int(os.environ.get("THINKER_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS)),
+                     grace_period=int(os.environ.get("THINKER_GRACE_SECONDS", GRACE_SECONDS)),
                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
     try:
         return RDBStorage(url, engine_kwargs=engine_kwargs, **beats)

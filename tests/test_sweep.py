@@ -134,7 +134,7 @@ def test_two_workers_share_one_study_without_lock_errors():
     assert "locked" not in result.output
     assert 4 <= len(finished(study())) <= 5  # at most the trials in flight when the 4th finished
     _, _, children = runs()
-    assert {c.data.tags["worker"] for c in children} == {"0", "1"}
+    assert len({c.data.tags["worker"] for c in children}) == 2  # host:pid of each worker process
     assert len({c.data.tags["optuna.trial_number"] for c in children}) == len(children)
     assert all(c.info.status != "RUNNING" for c in children)
 

@@ -15,6 +15,12 @@ from thinker.tasks import TASKS
 
 Device = Annotated[str, typer.Option("--device", help=f"One of {', '.join(DEVICES)} (or cuda:N).")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for weights, data and samplers.")]
+Storage = Annotated[
+    str | None,
+    typer.Option("--storage", envvar="THINKER_STORAGE", show_envvar=True,
+                 help="Optuna storage: an RDB URL (sqlite:///…, postgresql://…) or journal:PATH "
+                      "[default: sqlite:///optuna.db]."),
+]
 TaskOptions = Annotated[
     list[str] | None,
     typer.Option("--option", "-o", help="Task option KEY=VALUE, repeatable (e.g. -o base=10)."),

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from thinker.commands.options import check_writable_dir
+from thinker.commands.options import Storage, check_writable_dir
 from thinker.errors import UsageError, guarded
 
 
@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         task: Annotated[str | None, typer.Argument(help="Task whose study to show (studies are named after tasks).")
                         ] = None,
         study: Annotated[str | None, typer.Option(help="Study name [default: the task].")] = None,
-        storage: Annotated[str | None, typer.Option(help="Optuna storage URL [default: sqlite:///optuna.db].")] = None,
+        storage: Storage = None,
         top: Annotated[int, typer.Option(help="How many trials to show.")] = 10,
         csv: Annotated[Path | None, typer.Option(help="Also write every trial to this CSV file.")] = None,
     ) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from thinker.commands.options import Device, Seed, check_device, check_task
+from thinker.commands.options import Device, Seed, Storage, check_device, check_task
 from thinker.errors import UsageError, guarded
 
 SAMPLERS = ("tpe", "random", "gp", "cmaes")
@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
         sampler: Annotated[str, typer.Option(help=f"One of {', '.join(SAMPLERS)}.")] = "tpe",
         pruner: Annotated[str, typer.Option(help=f"One of {', '.join(PRUNERS)}.")] = "hyperband",
         objective: Annotated[str, typer.Option(help=f"One of {', '.join(OBJECTIVES)}.")] = "accuracy",
-        storage: Annotated[str | None, typer.Option(help="Optuna storage URL [default: sqlite:///optuna.db].")] = None,
+        storage: Storage = None,
         study: Annotated[str | None, typer.Option(help="Study name [default: the task].")] = None,
         tracking_uri: Annotated[str | None, typer.Option(
             help="MLflow tracking URI [default: MLFLOW_TRACKING_URI, else MLflow's default store].")] = None,
@@ -116,6 +116,10 @@ def register(app: typer.Typer) -> None:
             device=str(dev) if not gpu_list else "cuda", gpus=gpu_list, jobs=jobs, seed=seed, threads=threads,
             faults=parse_faults(inject_fault))
         run(settings)
+
+    # On another machine (or in a container), joining a running sweep reads better as `thinker worker`.
+    app.command("worker", help="Join a sweep as one more worker: the same as `thinker sweep`, by another name.")(
+        sweep_command)
 
 
 def run(settings) -> None:

@@ -16,6 +16,7 @@ import typer
 from thinker.commands.options import (
     Device,
     Seed,
+    Storage,
     TaskOptions,
     check_device,
     check_task,
@@ -61,7 +62,7 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path | None, typer.Option(help="Output directory [default: runs/TASK-TIME].")] = None,
         from_trial: Annotated[str | None, typer.Option(
             help="Rerun a sweep trial's configuration: STUDY:NUMBER (with --storage) or an MLflow run id.")] = None,
-        storage: Annotated[str | None, typer.Option(help="Optuna storage for --from-trial.")] = None,
+        storage: Storage = None,
         tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for --from-trial.")] = None,
     ) -> None:
         """Train one model and write its best checkpoint; the last stdout line is a JSON summary."""
