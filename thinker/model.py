@@ -218,8 +218,9 @@ class Thinker(nn.Module):
 
     def num_params(self, embeddings: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
-        if not embeddings:
+        if not embeddings:  # lookup tables: token, position, segment, and the position bias
             n -= sum(m.weight.numel() for m in (self.tok_emb, self.pos_emb, self.seg_emb))
+            n -= self.rel_bias.numel() if self.rel_bias is not None else 0
         return n
 
     def flops_per_token(self, length: int) -> float:
