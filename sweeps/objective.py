@@ -25,6 +25,10 @@ from sweeps.space import load_space
 from sweeps.tracking import Tracker, config_json
 from thinker.train import TrainingDiverged, train
 
+# Set by the first Ctrl-C. The KeyboardInterrupt a signal raises can land inside a finalizer, where
+# Python prints "Exception ignored" and carries on; the flag makes the next log call raise it again.
+INTERRUPTED = threading.Event()
+
 OBJECTIVES = {
     "accuracy": ("maximize",),
     "time-to-target": ("minimize",),
@@ -130,7 +134,7 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned at {samples} samples (exact match {metrics['exact_match']:.4f})")
 
         try:
-            result = train(cfg, logger=run, on_eval=on_eval)
+            result = train(cfg, logger=InterruptibleLogger(run), on_eval=on_eval)
         except optuna.TrialPruned as e:
             run.finish("PRUNED", str(e))
             trial.set_user_attr("prune_reason", str(e))
@@ -168,6 +172,31 @@ class Objective:
         finals = {k: float(v) for k, v in finals.items() if not isinstance(v, bool) and math.isfinite(v)}
         run.finish("COMPLETE", metrics={f"final_{k}": v for k, v in finals.items()}, step=result.samples)
         return values
+
+
+class InterruptibleLogger:
+    """Passes metrics on, and raises KeyboardInterrupt at the first call after a Ctrl-C."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if INTERRUPTED.is_set():
+            raise KeyboardInterrupt
+        self.inner.log(metrics, step)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def on_sigint(signum, frame) -> None:
+    INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
+def install_interrupt_handler() -> None:
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, on_sigint)
 
 
 def _failure_reason(error: BaseException) -> str:
