@@ -16,6 +16,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import threading
 from dataclasses import asdict, dataclass, field
 
@@ -25,8 +26,9 @@ from sweeps.space import load_space
 from sweeps.tracking import Tracker, config_json
 from thinker.train import TrainingDiverged, train
 
-# Set by the first Ctrl-C. The KeyboardInterrupt a signal raises can land inside a finalizer, where
-# Python prints "Exception ignored" and carries on; the flag makes the next log call raise it again.
+# Set by the first Ctrl-C; the trial's next log call raises KeyboardInterrupt from there. Raising in
+# the signal handler itself can land inside a finalizer, where Python prints "Exception ignored" with a
+# traceback and carries on training. A second Ctrl-C raises at once.
 INTERRUPTED = threading.Event()
 
 OBJECTIVES = {
@@ -190,13 +192,27 @@ class InterruptibleLogger:
 
 
 def on_sigint(signum, frame) -> None:
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
     INTERRUPTED.set()
-    raise KeyboardInterrupt
+    print("thinker: stopping the running trial (Ctrl-C again to stop at once)", file=sys.stderr)
 
 
-def install_interrupt_handler() -> None:
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        signal.signal(signal.SIGINT, on_sigint)
+def install_interrupt_handler():
+    """Route Ctrl-C through `on_sigint`; returns the handler to restore (None when nothing changed)."""
+    INTERRUPTED.clear()
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:  # started in the background: leave it as the shell wanted
+        return None
+    signal.signal(signal.SIGINT, on_sigint)
+    return previous
+
+
+def restore_interrupt_handler(previous) -> None:
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, previous)
 
 
 def _failure_reason(error: BaseException) -> str:

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sweeps.objective import INTERRUPTED, Objective, SweepSettings, install_interrupt_handler
+from sweeps.objective import (
+    INTERRUPTED,
+    Objective,
+    SweepSettings,
+    install_interrupt_handler,
+    restore_interrupt_handler,
+)
 from sweeps.storage import DEFAULT_STORAGE, open_storage, redact  # noqa: F401  (DEFAULT_STORAGE: doc)
 from sweeps.tracking import Tracker
 
@@ -136,13 +142,16 @@ def run_worker(settings: SweepSettings, parent_run_id: str, worker: int = 0) -> 
     storage = open_storage(settings.storage)
     study = load_study(settings, storage, worker)
     guard = FailureGuard(limit=max(5, settings.trials))
-    install_interrupt_handler()
-    study.optimize(
-        Objective(settings, parent_run_id, worker), n_trials=None, timeout=settings.timeout,
-        catch=(Exception,), gc_after_trial=True,
-        callbacks=[optuna.study.MaxTrialsCallback(settings.trials, states=_states(FINISHED)), guard])
-    if INTERRUPTED.is_set():  # a Ctrl-C that landed between trials, where nothing raised it
-        raise KeyboardInterrupt
+    previous = install_interrupt_handler()
+    try:
+        study.optimize(
+            Objective(settings, parent_run_id, worker), n_trials=None, timeout=settings.timeout,
+            catch=(Exception,), gc_after_trial=True,
+            callbacks=[optuna.study.MaxTrialsCallback(settings.trials, states=_states(FINISHED)), guard])
+        if INTERRUPTED.is_set():  # a Ctrl-C that came between trials, where nothing raised it
+            raise KeyboardInterrupt
+    finally:
+        restore_interrupt_handler(previous)
 
 
 def _states(names):

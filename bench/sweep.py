@@ -1,0 +1,176 @@
+"""Benchmarks of the sweep service: a full study, pruning's savings, logging overhead, workers.
+
+    python -m bench.sweep                                  # everything (about an hour on 2 cores)
+    python -m bench.sweep --parts overhead,workers         # the quick parts
+    python -m bench.sweep --json bench/results/sweep-cpu.json
+
+Parts:
+- `study`: `thinker sweep addition --trials 50` as a user runs it (defaults: TPE, Hyperband), then the
+  same study with `--pruner none`; wall time, best exact match, samples used by each.
+- `overhead`: one trial's training speed with its MLflow run attached over the same run with no
+  logger (median of alternating repeats).
+- `workers`: trials per hour of one short sweep with `--jobs 1` and with `--jobs 2`.
+- `load`: 1, 2 and 4 local workers on one study in Optuna's journal file (the storage Optuna
+  recommends for many processes on one machine): trials per hour, and any "database is locked".
+
+Each sweep runs in a fresh temporary directory with the default stores (optuna.db, mlflow.db).
+The table goes to stderr; the last stdout line is one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def sweep(args: list[str], cwd: str | None = None) -> dict:
+    """Run `thinker sweep ...` in a fresh directory; its JSON summary plus the wall time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "thinker", "sweep", *args], cwd=cwd or tmp,
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"thinker sweep {' '.join(args)} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary["locked"] = "database is locked" in proc.stderr
+    summary["wall_seconds"] = round(wall, 1)
+    return summary
+
+
+def study_part(trials: int) -> dict:
+    results = {}
+    for pruner in ("hyperband", "none"):
+        console.print(f"study: thinker sweep addition --trials {trials} --pruner {pruner} ...")
+        s = sweep(["addition", "--trials", str(trials), "--pruner", pruner, "--device", "cpu"])
+        results[pruner] = {k: s.get(k) for k in ("wall_seconds", "sweep_seconds", "finished", "complete",
+                                                 "pruned", "failed", "samples_total", "best_value",
+                                                 "best_exact_match", "best_params")}
+        console.print(f"  {results[pruner]}")
+    used, unpruned = results["hyperband"]["samples_total"], results["none"]["samples_total"]
+    results["samples_saved"] = round(1 - used / unpruned, 4) if unpruned else None
+    return results
+
+
+def overhead_part(repeats: int, max_samples: int) -> dict:
+    """Same config, same seed: NullLogger vs a live MLflow child run on the default SQLite store."""
+    from sweeps.tracking import Tracker  # noqa: PLC0415
+    from thinker.train import TrainConfig, train  # noqa: PLC0415
+
+    cfg = TrainConfig(task="addition", device="cpu", max_samples=max_samples, target=2.0, seed=0)
+    speeds: dict[str, list[float]] = {"none": [], "mlflow": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tracker = Tracker(f"sqlite:///{tmp}/mlflow.db", "overhead")
+        parent = tracker.start_parent("overhead", {})
+        for i in range(repeats):
+            for mode in ("none", "mlflow"):
+                run = tracker.start_trial(parent, i, cfg.to_dict(), {}) if mode == "mlflow" else None
+                started = time.perf_counter()
+                result = train(cfg, logger=run)
+                if run is not None:
+                    run.finish("COMPLETE")  # flushing is part of the cost
+                seconds = time.perf_counter() - started
+                speeds[mode].append(result.samples / seconds)
+                console.print(f"overhead: {mode:6s} {result.samples / seconds:8.0f} samples/s")
+    ratio = statistics.median(speeds["mlflow"]) / statistics.median(speeds["none"])
+    return {"samples_per_s": {k: [round(v) for v in vs] for k, vs in speeds.items()},
+            "ratio": round(ratio, 4), "max_samples": max_samples, "repeats": repeats}
+
+
+def workers_part(trials: int, max_samples: int) -> dict:
+    results = {}
+    for jobs in (1, 2):
+        console.print(f"workers: {trials} trials of addition at {max_samples} samples with --jobs {jobs} ...")
+        s = sweep(["addition", "--trials", str(trials), "--max-samples", str(max_samples), "--pruner", "none",
+                   "--jobs", str(jobs), "--device", "cpu"])
+        results[f"jobs_{jobs}"] = {"wall_seconds": s["wall_seconds"], "finished": s["finished"],
+                                   "trials_per_hour": round(s["finished"] / s["wall_seconds"] * 3600, 1)}
+        console.print(f"  {results[f'jobs_{jobs}']}")
+    results["speedup"] = round(results["jobs_2"]["trials_per_hour"] / results["jobs_1"]["trials_per_hour"], 3)
+    return results
+
+
+def load_part(trials: int, max_samples: int) -> dict:
+    results = {}
+    for jobs in (1, 2, 4):
+        console.print(f"load: {trials} trials of copy at {max_samples} samples, journal storage, --jobs {jobs} ...")
+        s = sweep(["copy", "--trials", str(trials), "--max-samples", str(max_samples), "--pruner", "none",
+                   "--storage", "journal:optuna.log", "--jobs", str(jobs), "--device", "cpu"])
+        results[f"jobs_{jobs}"] = {"wall_seconds": s["wall_seconds"], "finished": s["finished"],
+                                   "failed": s["failed"], "locked": s.get("locked", False),
+                                   "trials_per_hour": round(s["finished"] / s["wall_seconds"] * 3600, 1)}
+        console.print(f"  {results[f'jobs_{jobs}']}")
+    return results
+
+
+def table(report: dict) -> Table:
+    t = Table("measure", "value", "target", title="sweep service on this machine", box=None)
+    if "study" in report:
+        s = report["study"]
+        for pruner in ("hyperband", "none"):
+            r = s[pruner]
+            t.add_row(f"sweep addition --trials {report['trials']} ({pruner}) wall time",
+                      f"{r['wall_seconds'] / 60:.1f} min", "≤ 20 min" if pruner == "hyperband" else "")
+            t.add_row(f"  best exact match ({pruner})", f"{r['best_exact_match']}", "≥ 0.999")
+            t.add_row(f"  samples used ({pruner})", f"{r['samples_total']:,}", "")
+            states = f"{r['complete']} / {r['pruned']} / {r['failed']}"
+            t.add_row(f"  complete / pruned / failed ({pruner})", states, "")
+        t.add_row("samples saved by pruning", f"{s['samples_saved']:.1%}" if s["samples_saved"] is not None else "-",
+                  "≥ 50%")
+    if "overhead" in report:
+        t.add_row("trial speed with MLflow ÷ without", f"{report['overhead']['ratio']:.3f}", "≥ 0.97")
+    if "workers" in report:
+        w = report["workers"]
+        t.add_row("trials per hour, 1 worker", f"{w['jobs_1']['trials_per_hour']}", "")
+        t.add_row("trials per hour, 2 workers", f"{w['jobs_2']['trials_per_hour']}", "")
+        t.add_row("two workers ÷ one", f"{w['speedup']:.2f}×", "≥ 1.7×")
+    if "load" in report:
+        for jobs in (1, 2, 4):
+            r = report["load"][f"jobs_{jobs}"]
+            t.add_row(f"journal storage, {jobs} worker(s): trials per hour", f"{r['trials_per_hour']}",
+                      f"{r['finished']} finished, {r['failed']} failed, locked: {r['locked']}")
+    return t
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="study,overhead,workers")
+    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--json", help="also write the JSON report to this file")
+    args = parser.parse_args(argv)
+    parts = args.parts.split(",")
+    unknown = set(parts) - {"study", "overhead", "workers", "load"}
+    if unknown:
+        parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
+    report: dict = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "trials": args.trials}
+    if "overhead" in parts:
+        report["overhead"] = overhead_part(repeats=3, max_samples=40_000)
+    if "workers" in parts:
+        report["workers"] = workers_part(trials=8, max_samples=30_000)
+    if "load" in parts:
+        report["load"] = load_part(trials=12, max_samples=8192)
+    if "study" in parts:
+        report["study"] = study_part(args.trials)
+    console.print(table(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
