@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 
@@ -24,7 +25,7 @@ import torch
 
 from sweeps.space import load_space
 from sweeps.tracking import Tracker, config_json
-from thinker.train import TrainingDiverged, train
+from thinker.train import TrainingDiverged, save_checkpoint, train
 
 # Set by the first Ctrl-C; the trial's next log call raises KeyboardInterrupt from there. Raising in
 # the signal handler itself can land inside a finalizer, where Python prints "Exception ignored" with a
@@ -163,15 +164,11 @@ class Objective:
                 trial.should_prune()  # records the rungs it passes; it is finished, so never pruned
         for key in ("exact_match", "samples", "train_seconds", "samples_to_target", "restarts"):
             trial.set_user_attr(key, getattr(result, key))
-        import tempfile  # noqa: PLC0415
-
-        from thinker.train import save_checkpoint  # noqa: PLC0415
-
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(tmp, cfg, result)
             run.client.log_artifacts(run.run_id, tmp, "checkpoint")
-        finals = {k: v for k, v in result.summary().items() if isinstance(v, int | float) and v is not None}
-        finals = {k: float(v) for k, v in finals.items() if not isinstance(v, bool) and math.isfinite(v)}
+        finals = {k: float(v) for k, v in result.summary().items()
+                  if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
         run.finish("COMPLETE", metrics={f"final_{k}": v for k, v in finals.items()}, step=result.samples)
         return values
 

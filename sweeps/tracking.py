@@ -108,21 +108,6 @@ class Tracker:
                 target.write_bytes(content if isinstance(content, bytes) else content.encode())
             self.client.log_artifacts(run_id, tmp, path)
 
-    def close_stale_runs(self, parent_ids: list[str], live: set[str]) -> int:
-        """End child runs left RUNNING by a dead worker (KILLED); returns how many."""
-        closed = 0
-        for parent_id in parent_ids:
-            runs = self.client.search_runs(
-                [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}' "
-                                                    "and attributes.status = 'RUNNING'")
-            for run in runs:
-                if run.info.run_id not in live:
-                    self.client.set_tag(run.info.run_id, "state", "FAIL")
-                    self.client.set_tag(run.info.run_id, "fail_reason", "worker died")
-                    self.client.set_terminated(run.info.run_id, "KILLED")
-                    closed += 1
-        return closed
-
 
 class TrialRun:
     """A child run that is also a trainer `Logger`: buffered, flushed asynchronously at evaluations."""
