@@ -19,7 +19,6 @@ import torch
 
 from bench.sampler import INTERVAL_S, Sampler
 
-NVML_FIELDS = ("gpu_util", "nvml_memory_mb", "power_w", "sm_activity", "sm_occupancy")
 _warned: set[str] = set()  # say why NVML is missing once per process, not once per variant
 
 
