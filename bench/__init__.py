@@ -3,11 +3,12 @@
     thinker bench --device cuda --json bench/results/h200.json
 
 - `variants`: what is compared (eager, tf32, bf16, compile, fused) and what a device cannot run
-- `runner`: one row: the trainer's own `StepRunner.step()`, warmed up, timed by phase and by wall clock
+- `measure`: one row: the trainer's own `TrainStep`, warmed up, timed by phase and by wall clock
 - `suite`: every variant, then the batch-size scan; skipped, failed and out-of-memory rows
 - `peaks`: peak FLOP/s for MFU (GPU datasheet table, or a matmul probe)
-- `sampler`, `nvml`: background sampling of CPU%/RSS, or GPU utilisation, memory, power and SM activity
+- `monitors`, `nvml`: background readings of CPU%/RSS, or GPU utilisation, memory, power and SM activity
 - `report`: the Rich table, the JSON document and the MLflow run
+- `learning`, `sweep`: how fast the defaults learn, and what the sweep service does per hour
 
 Nothing here imports Optuna or MLflow at import time: GPU machines run the bench without them.
 """

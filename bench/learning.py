@@ -1,7 +1,7 @@
 """How fast the default configuration learns: samples and seconds to the target, over seeds.
 
-    python -m bench.learning                       # addition to 99.9% and copy to 100%, seeds 0-3
-    python -m bench.learning --tasks addition --seeds 0,1 --json bench/results/learning-cpu.json
+    python -m thinker.bench.learning                       # addition to 99.9% and copy to 100%, seeds 0-3
+    python -m thinker.bench.learning --tasks addition --seeds 0,1 --json bench/results/learning-cpu.json
 
 Each run is exactly `thinker train TASK --seed S` with the defaults (the same TrainConfig), on the
 device given. The table goes to stderr; the last stdout line is one JSON document.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -20,7 +19,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from thinker.train import TrainConfig, train
+from thinker.machine import describe, label
+from thinker.training import TrainConfig, train
 
 TARGETS = {"addition": 0.999, "copy": 1.0}
 
@@ -42,14 +42,14 @@ def run(tasks: list[str], seeds: list[int], device: str) -> dict:
             r = rows[-1]
             console.print(f"{task} seed {seed}: exact match {r['exact_match']:.4f} after {r['samples']:,} samples, "
                           f"{r['train_seconds']:.1f}s")
-    return {"device": device, "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__,
+    machine = describe(torch.device(device))
+    return {"device": device, **machine, "machine": label(machine), "threads": torch.get_num_threads(),
             "date": time.strftime("%Y-%m-%d"), "config": TrainConfig().to_dict(), "rows": rows}
 
 
 def table(report: dict) -> Table:
     t = Table("task", "seed", "target", "samples to target", "seconds to target", "exact match", "restarts",
-              title=f"default configuration on {report['device']} ({report['threads']} threads)")
+              title=f"default configuration on {report['machine']}")
     for r in report["rows"]:
         t.add_row(r["task"], str(r["seed"]), f"{r['target']:.3f}",
                   f"{r['samples_to_target']:,}" if r["reached"] else f"not reached in {r['samples']:,}",

@@ -1,14 +1,14 @@
 """GPU utilisation, memory and power from NVML, sampled on a thread while the bench measures.
 
-    sampler = NvmlSampler(torch.device("cuda"))
-    sampler.start(); ...; sampler.stop()
+    monitor = GpuMonitor(torch.device("cuda"))
+    monitor.start(); ...; monitor.stop()
     # {'gpu_util': 97.0, 'nvml_memory_mb': 1843.0, 'power_w': 412.5, 'sm_activity': 41.2, ...}
 
 `gpu_util` is NVML's "a kernel was running" percentage: a launch-bound loop of tiny kernels can
 read high there while most SMs idle. `sm_activity` (GPM metric SM_UTIL: share of SMs busy) and
 `sm_occupancy` (active warps vs the maximum) tell those apart; GPM needs Hopper or newer and
-a recent driver, and reads None where unsupported. pynvml (the nvidia-ml-py package) is imported
-here only, so the rest of the bench runs without it; without it every NVML field is None.
+a recent driver, and reads None where unsupported. pynvml (the nvidia-ml-py package) comes through
+`thinker.nvml`, so the bench runs without it; without it every NVML field is None.
 """
 
 from __future__ import annotations
@@ -17,26 +17,24 @@ import sys
 
 import torch
 
-from bench.sampler import INTERVAL_S, Sampler
+from thinker.bench.monitors import INTERVAL_S, UsageMonitor
+from thinker.nvml import load
 
 _warned: set[str] = set()  # say why NVML is missing once per process, not once per variant
 
 
-class NvmlSampler(Sampler):
+class GpuMonitor(UsageMonitor):
     def __init__(self, device: torch.device, interval: float = INTERVAL_S) -> None:
         super().__init__(interval)
-        self.nvml = self.handle = None
-        self.error: str | None = None
+        self.handle = None
         self._gpm_start = None
-        try:
-            import pynvml  # noqa: PLC0415 - optional dependency (nvidia-ml-py)
-
-            pynvml.nvmlInit()
-            self.nvml = pynvml
-            self.handle = _handle(pynvml, device)
-        except Exception as e:  # no package, no driver, a container without NVML: report, don't fail
-            self.nvml = None
-            self.error = f"NVML unavailable ({type(e).__name__}: {e})"
+        self.nvml, self.error = load()
+        if self.nvml is not None:
+            try:
+                self.handle = _handle(self.nvml, device)
+            except Exception as e:  # a device NVML does not know: report, don't fail
+                self.nvml, self.error = None, f"NVML has no handle for {device} ({type(e).__name__}: {e})"
+        if self.error is not None:
             if self.error not in _warned:
                 _warned.add(self.error)
                 print(f"bench: {self.error}; GPU utilisation and power read None", file=sys.stderr)

@@ -7,10 +7,11 @@
     >>> gpu_peak("NVIDIA L40S", "fp32") is None  # "L4" must not match "L40S"
     True
 
-Which peak a variant is measured against: the precision its matmuls actually run in. `StepRunner`
-turns TF32 off unless `precision == "tf32"`, so the fp32 variants (eager, compile, fused and the batch
-scan on them) use the plain fp32 (CUDA-core) peak, `tf32` the TF32 tensor-core peak and `bf16` the
-bf16 tensor-core peak. All table figures are dense (no 2:4 sparsity), in TFLOP/s.
+Which peak a variant is measured against: the precision its matmuls actually run in. Each bench row
+starts with `thinker.device.configure_torch`, which turns TF32 off unless `precision == "tf32"`, so the
+fp32 variants (eager, compile, fused and the batch scan on them) use the plain fp32 (CUDA-core) peak,
+`tf32` the TF32 tensor-core peak and `bf16` the bf16 tensor-core peak. All table figures are dense
+(no 2:4 sparsity), in TFLOP/s.
 
 On CPU, and on a GPU the table does not know, the peak is measured: square matmuls in the variant's
 dtype for about a second. A measured peak is below the datasheet's, so MFU against it reads higher.
@@ -65,20 +66,15 @@ def probe_tflops(device: torch.device, precision: str, seconds: float = PROBE_SE
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     out = torch.empty(size, size, device=device, dtype=dtype)
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    try:
-        torch.matmul(a, b, out=out)  # warm-up: library load, kernel selection
+    torch.matmul(a, b, out=out)  # warm-up: library load, kernel selection
+    synchronize(device)
+    fastest, n, start = float("inf"), 0, time.perf_counter()
+    while n < 3 or time.perf_counter() - start < seconds:
+        tick = time.perf_counter()
+        torch.matmul(a, b, out=out)
         synchronize(device)
-        fastest, n, start = float("inf"), 0, time.perf_counter()
-        while n < 3 or time.perf_counter() - start < seconds:
-            tick = time.perf_counter()
-            torch.matmul(a, b, out=out)
-            synchronize(device)
-            fastest = min(fastest, time.perf_counter() - tick)
-            n += 1
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+        fastest = min(fastest, time.perf_counter() - tick)
+        n += 1
     # The fastest matmul, not the average: other work on a shared machine only ever slows a run down,
     # and a peak set too low would push MFU past 1.
     _probed[key] = 2 * size**3 / fastest / 1e12

@@ -3,19 +3,21 @@
     >>> metric_prefix("batch=256")
     'batch_256'
 
-MLflow is imported inside `log_mlflow` only: GPU machines run the bench without it installed.
+MLflow comes in through `thinker.sweeps.tracking`, imported inside `log_mlflow` only: GPU machines run
+the bench without it installed.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 from pathlib import Path
 
 import torch
 from rich.table import Table
+
+from thinker.machine import describe, label
 
 METRICS = ("samples_per_s", "tokens_per_s", "step_ms", "wall_step_ms", "data_ms", "forward_ms", "backward_ms",
            "peak_memory_mb", "reserved_memory_mb", "nvml_memory_mb", "rss_mb", "mfu", "speedup",
@@ -25,36 +27,22 @@ METRICS = ("samples_per_s", "tokens_per_s", "step_ms", "wall_step_ms", "data_ms"
 def document(cfg, device: torch.device, device_reason: str, model: dict, rows: list[dict], scan: dict,
              settings: dict) -> dict:
     """The whole result as one JSON-able dict: where it ran, what it ran, and one row per variant."""
-    cuda = device.type == "cuda"
+    machine = describe(device)
+    flat = cfg.to_dict()
     return {
         "device": device.type,
-        "gpu": torch.cuda.get_device_name(device) if cuda else None,
+        **machine,
+        "machine": label(machine),
         "device_reason": device_reason,
-        "cpu": cpu_name(),
-        "cpu_cores": os.cpu_count(),
-        "cpu_threads": torch.get_num_threads(),
         "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,  # other work on the box
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda if cuda else None,
         "task": cfg.task,
-        "config": {k: getattr(cfg, k) for k in ("task", "task_options", "batch_size", "d_model", "n_heads",
-                                                  "n_layers", "latent", "steps", "seed", "threads")},
+        "config": {k: flat[k] for k in ("task", "task_options", "batch_size", "d_model", "n_heads",
+                                         "n_layers", "latent", "steps", "seed", "threads")},
         **model,
         **settings,
         "scan": scan,
         "rows": rows,
     }
-
-
-def cpu_name() -> str:
-    """The CPU model ("AMD EPYC ...") where /proc/cpuinfo says, else what `platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def write_json(doc: dict, path: Path) -> None:
@@ -69,9 +57,7 @@ def last_line(doc: dict) -> str:
 
 def table(doc: dict) -> Table:
     cuda = doc["device"] == "cuda"
-    threads = doc["cpu_threads"]
-    where = doc["gpu"] if cuda else f"cpu, {threads} thread{'s' if threads != 1 else ''}"
-    t = Table(title=f"thinker bench: {doc['task']} on {where}", title_justify="left")
+    t = Table(title=f"thinker bench: {doc['task']} on {doc['machine']}", title_justify="left")
     t.add_column("variant")
     for name in ("batch", "samples/s", "tokens/s", "step ms", "wall ms", "data ms", "fwd ms", "bwd ms",
                  "peak MB", "MFU", "speed-up"):
@@ -118,19 +104,15 @@ def log_mlflow(doc: dict, tracking_uri: str | None = None) -> str:
 
     The tracking URI is `tracking_uri`, else MLFLOW_TRACKING_URI, else MLflow's default.
     """
-    import mlflow  # noqa: PLC0415 - optional here: GPU machines have no MLflow
+    from thinker.sweeps.tracking import log_run  # noqa: PLC0415 - MLflow only when asked for
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("bench")
-    with mlflow.start_run(run_name=f"{doc['task']}-{doc['gpu'] or 'cpu'}") as run:
-        params = {**doc["config"], "device": doc["device"], "gpu": doc["gpu"], "torch": doc["torch"],
-                  "cpu_threads": doc["cpu_threads"], "warmup": doc.get("warmup"), "iters": doc.get("iters")}
-        mlflow.log_params({k: json.dumps(v) if isinstance(v, dict) else v for k, v in params.items()})
-        metrics = {f"{metric_prefix(r['variant'])}/{key}": float(r[key])
-                   for r in doc["rows"] if r["status"] == "ok"
-                   for key in METRICS if r.get(key) is not None}
-        mlflow.log_metrics(metrics)
-        mlflow.set_tags({f"status/{metric_prefix(r['variant'])}": r["status"] for r in doc["rows"]})
-        mlflow.log_dict(doc, "bench.json")
-    return run.info.run_id
+    params = {**doc["config"], "device": doc["device"], "gpu": doc["gpu"], "torch": doc["torch"],
+              "cpu": doc["cpu"], "cpu_threads": doc["cpu_threads"], "warmup": doc.get("warmup"),
+              "iters": doc.get("iters")}
+    params = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in params.items()}
+    metrics = {f"{metric_prefix(r['variant'])}/{key}": float(r[key])
+               for r in doc["rows"] if r["status"] == "ok"
+               for key in METRICS if r.get(key) is not None}
+    tags = {f"status/{metric_prefix(r['variant'])}": r["status"] for r in doc["rows"]}
+    return log_run(tracking_uri, "bench", f"{doc['task']}-{doc['gpu'] or 'cpu'}", params, metrics, tags, doc,
+                   "bench.json")

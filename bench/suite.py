@@ -1,8 +1,6 @@
 """Run the variants, then the batch-size scan: one row each, and one bad variant never ends the run.
 
-    >>> import torch
-    >>> from thinker.train import TrainConfig
-    >>> cfg = TrainConfig(task="copy", device="cpu", d_model=16, n_heads=2, n_layers=1)
+    >>> cfg = TrainConfig.from_dict({"task": "copy", "device": "cpu", "d_model": 16, "n_heads": 2, "n_layers": 1})
     >>> rows, scan = run_suite(cfg, torch.device("cpu"), ["eager", "tf32"], [128], warmup=1, iters=2,
     ...                        peak_override=1.0)
     >>> [(r["variant"], r["status"]) for r in rows]
@@ -15,18 +13,18 @@ none ran), so it answers "how far does batch size take the best configuration".
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from bench.peaks import peak_tflops
-from bench.runner import blank_row, measure
-from bench.variants import VARIANTS, Variant, skip_reason
-from thinker.device import synchronize
-from thinker.train import TrainConfig
+from thinker.bench.measure import blank_row, measure
+from thinker.bench.peaks import peak_tflops
+from thinker.bench.variants import VARIANTS, Variant, skip_reason
+from thinker.device import configure_torch, release_memory
+from thinker.errors import one_line
+from thinker.training import TrainConfig
 
 PLATEAU_GAIN = 1.10  # a scan step adding under 10% tokens/s: throughput has stopped growing
 OnRow = Callable[[str, "dict | None"], None]  # (label, None) before a row, (label, row) after
@@ -76,7 +74,8 @@ def run_one(variant: Variant, label: str, cfg: TrainConfig, device: torch.device
     reason = skip_reason(variant, device)
     if reason:
         return blank_row(label, variant, cfg, device, f"skipped: {reason}")
-    _release(device)
+    release_memory(device)
+    configure_torch(cfg.threads, variant.precision)  # the top of this row: TF32 on for the tf32 variant only
     status = "ok"
     try:
         peak = peak_tflops(device, variant.precision, peak_override)
@@ -87,31 +86,14 @@ def run_one(variant: Variant, label: str, cfg: TrainConfig, device: torch.device
     except Exception as e:  # a failing torch.compile, an op missing for bf16 on this CPU, ...
         if os.environ.get("THINKER_DEBUG"):
             raise
-        status = f"skipped: {'compile failed' if variant.compile else 'failed'}: {_short(e)}"
+        status = f"skipped: {'compile failed' if variant.compile else 'failed'}: {one_line(e, 100)}"
     finally:
         if variant.compile:
-            from torch import _dynamo  # noqa: PLC0415
-
-            _dynamo.reset()  # drop compiled graphs: later rows start clean
+            torch.compiler.reset()  # drop compiled graphs: later rows start clean
     if status != "ok":
-        _release(device)  # after the except block: the traceback no longer holds the tensors
+        release_memory(device)  # after the except block: the traceback no longer holds the tensors
         row = blank_row(label, variant, cfg, device, status)
     return row
-
-
-def _release(device: torch.device) -> None:
-    """Free the previous row's memory and restart the peak-memory counters for the next."""
-    gc.collect()
-    if device.type == "cuda":
-        synchronize(device)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def _short(error: Exception, limit: int = 100) -> str:
-    lines = str(error).strip().splitlines()
-    text = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _speedups(rows: list[dict], batch_size: int) -> None:

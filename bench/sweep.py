@@ -1,8 +1,8 @@
 """Benchmarks of the sweep service: a full study, pruning's savings, logging overhead, workers.
 
-    python -m bench.sweep                                  # everything (about an hour on 2 cores)
-    python -m bench.sweep --parts overhead,workers         # the quick parts
-    python -m bench.sweep --json bench/results/sweep-cpu.json
+    python -m thinker.bench.sweep                          # everything (about an hour on 2 cores)
+    python -m thinker.bench.sweep --parts overhead,workers # the quick parts
+    python -m thinker.bench.sweep --json bench/results/sweep-cpu.json
 
 Parts:
 - `study`: `thinker sweep addition --trials 50` as a user runs it (defaults: TPE, Hyperband), then the
@@ -29,8 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.table import Table
+
+from thinker.machine import describe, label
+from thinker.training import TrainConfig, train
 
 console = Console(stderr=True)
 
@@ -66,8 +70,7 @@ def study_part(trials: int) -> dict:
 
 def overhead_part(repeats: int, max_samples: int) -> dict:
     """Same config, same seed: NullLogger vs a live MLflow child run on the default SQLite store."""
-    from sweeps.tracking import Tracker  # noqa: PLC0415
-    from thinker.train import TrainConfig, train  # noqa: PLC0415
+    from thinker.sweeps.tracking import Tracker  # noqa: PLC0415 - MLflow only for this part
 
     cfg = TrainConfig(task="addition", device="cpu", max_samples=max_samples, target=2.0, seed=0)
     speeds: dict[str, list[float]] = {"none": [], "mlflow": []}
@@ -157,7 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(parts) - {"study", "overhead", "workers", "load"}
     if unknown:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
-    report: dict = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "trials": args.trials}
+    machine = describe(torch.device("cpu"))
+    report: dict = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), **machine, "machine": label(machine),
+                    "trials": args.trials}
     if "overhead" in parts:
         report["overhead"] = overhead_part(repeats=3, max_samples=40_000)
     if "workers" in parts:

@@ -1,1 +1,18 @@
-"""Optuna studies over thinker configurations, tracked in MLflow."""
+"""Sweeps: Optuna studies over a task's search space, every trial an MLflow run (`thinker sweep`).
+
+Read in the order a sweep runs:
+
+- `settings`: `SweepSettings` (what every worker needs) and the objectives
+- `space`: search spaces as TOML files, one per task in `spaces/`
+- `algorithms`: Optuna samplers and pruners by name
+- `storage`: the Optuna storage (the one place Optuna storages are opened)
+- `study`: create, check and load the study
+- `tracking`: MLflow (the one place MLflow is imported for sweeps)
+- `objective`: one trial: suggest, train, report, log
+- `interrupt`: Ctrl-C and SIGTERM as an object passed to whoever must stop
+- `workers`: worker processes running `study.optimize`
+- `repair`: MLflow runs left RUNNING by dead workers and invocations
+- `summary`: the sweep's summary, plots and best checkpoint on the parent run
+- `coordinator`: `run_sweep`, which ties these together
+- `report`, `rerun`: reading a study afterwards
+"""

@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import math
 
+import optuna
 import pandas as pd
 
-from sweeps.storage import StorageError, open_storage
+from thinker.errors import ThinkerError
+from thinker.sweeps.storage import open_storage
 
 
-class ReportError(ValueError):
+class ReportError(ThinkerError):
     """No such study, or nothing to report."""
 
 
 def open_study(name: str, storage_url: str):
     """Load an existing study without creating anything (no new SQLite file, no new study)."""
-    import optuna  # noqa: PLC0415
-
     storage = open_storage(storage_url, heartbeat=False, must_exist=True)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if name not in names:
@@ -62,8 +62,6 @@ def best_trials(study, top: int = 10) -> pd.DataFrame:
 
 def importances(study) -> dict[str, float]:
     """Parameter importances over complete trials (empty when there are too few to tell)."""
-    import optuna  # noqa: PLC0415
-
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if len(complete) < 2:
         return {}
@@ -74,5 +72,3 @@ def importances(study) -> dict[str, float]:
         return {}
     return {k: v for k, v in values.items() if not math.isnan(v)}
 
-
-__all__ = ["ReportError", "StorageError", "best_trials", "importances", "open_study", "trial_rows"]

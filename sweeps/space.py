@@ -22,22 +22,23 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from thinker.train import TrainConfig
+from thinker.errors import ThinkerError
+from thinker.training import TrainConfig
 
 TYPES = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
          "categorical": {"choices"}}
 TABLES = {"task", "description", "budget", "fixed", "params"}
 BUDGET_KEYS = {"max_samples", "max_seconds", "target", "eval_every"}
 # Fields a sweep sets itself, per trial or per invocation: never in a space file.
-RESERVED = {"task", "device", "seed", "threads", "fault"}
-CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
+RESERVED = {"task", "device", "seed", "threads"}
+CONFIG_FIELDS = set(TrainConfig().to_dict())
 
 
-class SpaceError(ValueError):
+class SpaceError(ThinkerError):
     """A space file that cannot be used; the message names the file and the problem."""
 
 
@@ -83,7 +84,7 @@ class Space:
 
 
 def default_space_path(task: str) -> Path | None:
-    path = resources.files("sweeps") / "spaces" / f"{task}.toml"
+    path = resources.files("thinker.sweeps") / "spaces" / f"{task}.toml"
     return Path(str(path)) if path.is_file() else None
 
 

@@ -18,6 +18,14 @@ import re
 import warnings
 from pathlib import Path
 
+import optuna
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from thinker.errors import ThinkerError
+
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 JOURNAL = "journal:"
 HEARTBEAT_SECONDS = 10  # THINKER_HEARTBEAT_SECONDS overrides
@@ -26,7 +34,7 @@ MAX_RETRY = 2
 _PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@]*:)(?P<password>[^@]*)(?P<tail>@)")
 
 
-class StorageError(ValueError):
+class StorageError(ThinkerError):
     """A storage URL that is malformed or cannot be reached (message has no password)."""
 
 
@@ -50,8 +58,6 @@ def check_url(url: str) -> str:
         if not url.removeprefix(JOURNAL):
             raise StorageError(f"storage {url!r}: a journal storage needs a file, e.g. journal:optuna.log")
         return url
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
-    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
 
     try:
         parsed = make_url(url)
@@ -65,7 +71,6 @@ def check_url(url: str) -> str:
 
 def sqlite_path(url: str) -> Path | None:
     """The database file of an SQLite URL, else None."""
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
 
     if url.startswith(JOURNAL):
         return None
@@ -78,9 +83,6 @@ def open_storage(url: str, heartbeat: bool = True, must_exist: bool = False):
 
     `must_exist` refuses to create a new SQLite file (for commands that only read a study).
     """
-    import optuna  # noqa: PLC0415
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback  # noqa: PLC0415
-
     # Heartbeats are "experimental since v2.8": stable for years, and Optuna's advised way to detect
     # dead workers. Say so once here rather than warn on every worker start.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -89,8 +91,6 @@ def open_storage(url: str, heartbeat: bool = True, must_exist: bool = False):
     if journal is not None:
         if must_exist and not journal.exists():
             raise StorageError(f"no study journal at {journal} (storage {url})")
-        from optuna.storages import JournalStorage  # noqa: PLC0415
-        from optuna.storages.journal import JournalFileBackend  # noqa: PLC0415
 
         try:
             return JournalStorage(JournalFileBackend(str(journal)))

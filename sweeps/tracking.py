@@ -1,12 +1,13 @@
-"""MLflow tracking for sweeps: a parent run per invocation, a child run per trial.
+"""MLflow for sweeps and the bench: a parent run per invocation, a child run per trial.
 
     >>> uri = resolve_tracking_uri(None)  # doctest: +SKIP
     >>> tracker = Tracker(uri, "thinker-addition")  # doctest: +SKIP
 
-Logging is batched and asynchronous: a trial's metrics are buffered and handed to a background
-thread at every evaluation, which sends them with one `log_batch` call. Training never waits on
-the tracking store (one `log_metric` call costs ~15 ms on the SQLite store; a trial logs ~1,000
-values). Everything MLflow is imported inside this module, which the trainer never imports.
+This is the one module that imports MLflow. A trial's metrics are buffered and sent with one
+`log_batch(..., synchronous=False)` call per evaluation: MLflow's own async logging sends them from
+its queue, so training never waits on the tracking store (one `log_metric` costs ~15 ms on SQLite,
+and a trial logs ~1,000 values). System metrics (CPU, memory, GPU with nvidia-ml-py) come from
+MLflow's monitor, started by `mlflow.start_run(run_id=..., log_system_metrics=True)`.
 """
 
 from __future__ import annotations
@@ -14,24 +15,29 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from sweeps.storage import redact
+import mlflow
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from thinker.errors import ThinkerError, one_line
+from thinker.sweeps.storage import redact
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's runs table, not GenAI
 SYSTEM_METRICS_SECONDS = 2
 DEFAULT_DB = "mlflow.db"  # MLflow's default tracking store since 3.7: sqlite:///mlflow.db
 BATCH_LIMIT = 1000  # MLflow's log_batch accepts at most 1000 metrics per call
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "KILLED": "KILLED"}  # trial state -> run status
 
 
-class TrackingError(ValueError):
-    """The tracking store cannot be used (unreachable server, bad URI)."""
+class TrackingError(ThinkerError):
+    """The tracking store cannot be used (unreachable server, bad URI, unknown run)."""
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -61,13 +67,18 @@ def check_tracking(uri: str) -> None:
         raise TrackingError(f"tracking URI {redact(uri)!r} is not a URI (expected e.g. sqlite:///mlflow.db)")
 
 
+def quiet_mlflow() -> None:
+    """MLflow's INFO lines and download bars would bury the sweep's own progress bar."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 class Tracker:
     """One process's connection to the tracking store, bound to one experiment."""
 
     def __init__(self, uri: str, experiment: str) -> None:
         quiet_mlflow()
-        from mlflow.tracking import MlflowClient  # noqa: PLC0415
-
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
         try:
@@ -81,74 +92,86 @@ class Tracker:
             self.experiment_id = found.experiment_id
 
     def start_parent(self, name: str, tags: dict[str, str]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
-        return run.info.run_id
+        return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
 
     def start_trial(self, parent_id: str, number: int, params: dict, tags: dict[str, str]) -> TrialRun:
         run = self.client.create_run(
             self.experiment_id, run_name=f"trial-{number:04d}",
             tags={"mlflow.parentRunId": parent_id, "optuna.trial_number": str(number), **tags})
-        run_id = run.info.run_id
-        from mlflow.entities import Param  # noqa: PLC0415
-
         flat = flatten(params)
-        self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in flat.items()])
-        return TrialRun(self, run_id)
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in flat.items()])
+        return TrialRun(self, run.info.run_id)
 
     def finish_parent(self, run_id: str, status: str, metrics: dict[str, float], tags: dict[str, str]) -> None:
         log_now(self.client, run_id, metrics)
-        for key, value in tags.items():
-            self.client.set_tag(run_id, key, value)
-        self.client.set_terminated(run_id, status)
+        self.end(run_id, status, tags)
 
-    def log_artifacts(self, run_id: str, files: dict[str, bytes | str], path: str | None = None) -> None:
+    def log_files(self, run_id: str, files: dict[str, bytes | str], path: str | None = None) -> None:
+        """Write `files` (name -> content) as artifacts of the run, under `path`."""
         with tempfile.TemporaryDirectory() as tmp:
             for name, content in files.items():
                 target = Path(tmp) / name
                 target.write_bytes(content if isinstance(content, bytes) else content.encode())
             self.client.log_artifacts(run_id, tmp, path)
 
+    def copy_artifacts(self, source_run: str, source_path: str, run_id: str, path: str) -> None:
+        """Copy one run's artifact folder to another run (the best trial's checkpoint to the parent)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self.client.download_artifacts(source_run, source_path, tmp)
+            self.client.log_artifacts(run_id, local, path)
+
+    def status(self, run_id: str) -> str | None:
+        """The run's status (RUNNING, FINISHED, FAILED, KILLED), or None if the store has no such run."""
+        try:
+            return self.client.get_run(run_id).info.status
+        except MlflowException:
+            return None
+
+    def end(self, run_id: str, status: str, tags: dict[str, str]) -> None:
+        """Tag and terminate a run."""
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
+        self.client.set_terminated(run_id, status)
+
 
 class TrialRun:
-    """A child run that is also a trainer `Logger`: buffered, flushed asynchronously at evaluations."""
+    """A child run that is also a trainer `Logger`: buffered, sent asynchronously at every evaluation."""
 
     def __init__(self, tracker: Tracker, run_id: str) -> None:
         self.tracker, self.client, self.run_id = tracker, tracker.client, run_id
-        self._buffer: list = []
-        self._queue: queue.Queue = queue.Queue()
+        self._buffer: list[Metric] = []
+        self._pending: list = []  # MLflow's RunOperations of the batches in flight
         self._errors: list[str] = []
-        self._thread = threading.Thread(target=self._drain, name=f"mlflow-{run_id[:8]}", daemon=True)
-        self._thread.start()
-        self._monitor = _system_monitor(run_id, tracker.uri)
+        self._active = _start_system_metrics(run_id, tracker.uri)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric  # noqa: PLC0415
-
         now = int(time.time() * 1000)
         self._buffer.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
         if any(k.startswith("eval_") for k in metrics) or len(self._buffer) >= BATCH_LIMIT:
-            self._queue.put(self._buffer)
-            self._buffer = []
+            self._send()
 
-    def _drain(self) -> None:
-        while (batch := self._queue.get()) is not None:
-            for i in range(0, len(batch), BATCH_LIMIT):
-                try:
-                    self.client.log_batch(self.run_id, metrics=batch[i:i + BATCH_LIMIT])
-                except Exception as e:  # keep training; report at the end
-                    self._errors.append(str(e).splitlines()[0])
+    def _send(self) -> None:
+        batch, self._buffer = self._buffer, []
+        for i in range(0, len(batch), BATCH_LIMIT):
+            try:
+                self._pending.append(self.client.log_batch(self.run_id, metrics=batch[i:i + BATCH_LIMIT],
+                                                           synchronous=False))
+            except Exception as e:  # keep training; report at the end
+                self._errors.append(one_line(e))
 
     def close(self) -> None:
-        """Send what is buffered and wait for the background thread."""
-        if self._thread.is_alive():
-            if self._buffer:
-                self._queue.put(self._buffer)
-                self._buffer = []
-            self._queue.put(None)
-            self._thread.join()
-        if self._monitor is not None:
-            self._monitor.finish()
-            self._monitor = None
+        """Send what is buffered and wait until MLflow has stored every batch."""
+        if self._buffer:
+            self._send()
+        for operation in self._pending:
+            try:
+                operation.wait()
+            except Exception as e:
+                self._errors.append(one_line(e))
+        self._pending.clear()
+
+    def log_artifacts_from(self, folder: str, path: str) -> None:
+        self.client.log_artifacts(self.run_id, folder, path)
 
     def finish(self, state: str, reason: str | None = None, metrics: dict[str, float] | None = None,
                step: int | None = None) -> None:
@@ -156,33 +179,70 @@ class TrialRun:
         self.close()
         if metrics:
             log_now(self.client, self.run_id, metrics, step)
-        self.client.set_tag(self.run_id, "state", state)
+        tags = {"state": state}
         if reason:
-            self.client.set_tag(self.run_id, "fail_reason" if state != "PRUNED" else "prune_reason", reason[:5000])
+            tags["fail_reason" if state != "PRUNED" else "prune_reason"] = reason[:5000]
         if self._errors:
-            self.client.set_tag(self.run_id, "logging_errors", "; ".join(self._errors)[:5000])
-        status = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "KILLED": "KILLED"}.get(state, "FAILED")
-        self.client.set_terminated(self.run_id, status)
+            tags["logging_errors"] = "; ".join(self._errors)[:5000]
+        status = RUN_STATUS.get(state, "FAILED")
+        if self._active:
+            mlflow.end_run(status)  # stops the system-metrics monitor too
+            self._active = False
+        self.tracker.end(self.run_id, status, tags)
 
 
-def quiet_mlflow() -> None:
-    """MLflow's INFO lines and download bars would bury the sweep's own progress bar."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def _start_system_metrics(run_id: str, uri: str) -> bool:
+    """Attach to the run through MLflow's fluent API, which samples system metrics into it."""
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_SECONDS)
+        mlflow.start_run(run_id=run_id, log_system_metrics=True)
+        return True
+    except Exception:  # system metrics are a nice-to-have; never fail a trial over them
+        return False
 
 
-def log_now(client, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
-    from mlflow.entities import Metric  # noqa: PLC0415
+def run_config(uri: str, run_id: str) -> dict:
+    """The training config a trial run recorded (its `thinker.config` tag)."""
+    quiet_mlflow()
+    try:
+        run = MlflowClient(tracking_uri=uri).get_run(run_id)
+    except MlflowException:
+        raise TrackingError(f"no MLflow run {run_id} in {redact(uri)}") from None
+    text = run.data.tags.get("thinker.config")
+    if not text:
+        raise TrackingError(f"MLflow run {run_id} is not a thinker trial (no thinker.config tag)")
+    return json.loads(text)
 
+
+def log_now(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
     now = int(time.time() * 1000)
     entries = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
     if entries:
         client.log_batch(run_id, metrics=entries)
 
 
+def log_run(uri: str | None, experiment: str, name: str, params: dict, metrics: dict[str, float],
+            tags: dict[str, str], document: dict, artifact: str) -> str:
+    """One finished run with params, metrics, tags and a JSON document (the bench's); returns its id."""
+    quiet_mlflow()
+    client = MlflowClient(tracking_uri=resolve_tracking_uri(uri))
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment, tags=EXPERIMENT_KIND)
+    run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    log_now(client, run_id, metrics)
+    client.log_dict(run_id, document, artifact)
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
 def flatten(values: dict, prefix: str = "") -> dict:
-    """{"task_options": {"base": 16}} -> {"task_options.base": 16}."""
+    """{"task_options": {"base": 16}} -> {"task_options.base": 16}.
+
+    >>> flatten({"task_options": {"base": 16}, "lr": 0.1})
+    {'task_options.base': 16, 'lr': 0.1}
+    """
     flat = {}
     for key, value in values.items():
         if isinstance(value, dict):
@@ -190,18 +250,6 @@ def flatten(values: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-def _system_monitor(run_id: str, uri: str):
-    """CPU, memory (and GPU through nvidia-ml-py, where present) sampled into the run."""
-    try:
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor  # noqa: PLC0415
-
-        monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_SECONDS, tracking_uri=uri)
-        monitor.start()
-        return monitor
-    except Exception:  # system metrics are a nice-to-have; never fail a trial over them
-        return None
 
 
 def config_json(config: dict) -> str:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from thinker.model import ThinkerConfig
-from thinker.train import TrainConfig
+from thinker.training import TrainConfig
 
 TINY_MODEL = dict(vocab_size=20, max_len=16, d_model=32, n_heads=2, n_layers=1, latent=4, steps=4)
 
@@ -18,7 +18,7 @@ def tiny_train(**overrides) -> TrainConfig:
                   n_layers=1, latent=2, steps=1, batch_size=64, lr=3e-3, max_samples=40_000,
                   eval_every=4096, eval_size=256, long_eval_size=64, target=1.0, device="cpu")
     values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig.from_dict(values)
 
 
 @pytest.fixture(autouse=True)

@@ -12,13 +12,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import bench.suite
-from bench.nvml import NvmlSampler
-from bench.peaks import gpu_peak, peak_tflops
-from bench.report import log_mlflow
-from bench.suite import _plateau, run_suite
+import thinker.bench.suite
+from thinker.bench.nvml import GpuMonitor
+from thinker.bench.peaks import gpu_peak, peak_tflops
+from thinker.bench.report import log_mlflow
+from thinker.bench.suite import _plateau, run_suite
 from thinker.cli import app
-from thinker.train import TrainConfig
+from thinker.training import TrainConfig
 
 runner = CliRunner()
 TINY = ["--device", "cpu", "--task", "copy", "-o", "alphabet=5", "-o", "length=4", "--d-model", "32",
@@ -31,7 +31,7 @@ ROW_FIELDS = ("variant", "device", "batch_size", "samples_per_s", "tokens_per_s"
 def tiny_config(**overrides) -> TrainConfig:
     values = dict(task="copy", task_options={"alphabet": 5, "length": 4}, d_model=32, n_heads=2, n_layers=1,
                   latent=2, steps=1, device="cpu")
-    return TrainConfig(**{**values, **overrides})
+    return TrainConfig.from_dict({**values, **overrides})
 
 
 def last_json(result) -> dict:
@@ -70,7 +70,7 @@ def test_bench_table_then_json_with_consistent_rows(tmp_path):
     (["--variants", "eager,turbo"], "unknown variant 'turbo'; choose from: eager, tf32"),
     (["--batch-sizes", "0"], "batch sizes must be positive, got 0"),
     (["--batch-sizes", "64,lots"], "--batch-sizes takes integers"),
-    (["--iters", "0"], "--iters must be positive"),
+    (["--iters", "0"], "Invalid value for '--iters': Input should be greater than or equal to 1"),
     (["--batch-size", "0"], "batch_size must be positive"),
     (["--peak-tflops", "-1"], "--peak-tflops must be positive"),
     (["--task", "divide"], "unknown task 'divide'"),
@@ -92,7 +92,7 @@ def test_cuda_without_gpu_is_one_line_and_exit_2():
 
 
 def test_scan_stops_at_out_of_memory_and_a_failing_compile_is_a_row(monkeypatch):
-    real_measure = bench.suite.measure
+    real_measure = thinker.bench.suite.measure
 
     def measure(variant, cfg, device, **kwargs):
         if variant.compile:
@@ -101,7 +101,7 @@ def test_scan_stops_at_out_of_memory_and_a_failing_compile_is_a_row(monkeypatch)
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_measure(variant, cfg, device, **kwargs)
 
-    monkeypatch.setattr(bench.suite, "measure", measure)
+    monkeypatch.setattr(thinker.bench.suite, "measure", measure)
     rows, scan = run_suite(tiny_config(), torch.device("cpu"), ["eager", "compile"], [128, 256, 512],
                            warmup=1, iters=2, peak_override=1.0)
     assert [(r["variant"], r["status"]) for r in rows] == [
@@ -129,7 +129,7 @@ def test_gpu_peak_table():
 
 
 class FakeNvml(types.ModuleType):
-    """Just enough of pynvml for NvmlSampler, so its arithmetic is tested without a GPU."""
+    """Just enough of pynvml for GpuMonitor, so its arithmetic is tested without a GPU."""
 
     NVML_GPM_METRICS_GET_VERSION, NVML_GPM_METRIC_SM_UTIL, NVML_GPM_METRIC_SM_OCCUPANCY = 1, 2, 3
 
@@ -157,10 +157,10 @@ class FakeNvml(types.ModuleType):
             m.value = {self.NVML_GPM_METRIC_SM_UTIL: 41.0, self.NVML_GPM_METRIC_SM_OCCUPANCY: 12.5}[m.metricId]
 
 
-def test_nvml_sampler_summarises_samples_with_a_fake_nvml(monkeypatch):
+def test_gpu_monitor_summarises_samples_with_a_fake_nvml(monkeypatch):
     fake = FakeNvml()
     monkeypatch.setitem(sys.modules, "pynvml", fake)
-    sampler = NvmlSampler(torch.device("cuda", 0), interval=0.01)
+    sampler = GpuMonitor(torch.device("cuda", 0), interval=0.01)
     sampler.start()
     summary = sampler.stop()
     assert summary == {"gpu_util": 90.0, "nvml_memory_mb": 2048.0, "power_w": None, "sm_activity": 41.0,
@@ -168,48 +168,34 @@ def test_nvml_sampler_summarises_samples_with_a_fake_nvml(monkeypatch):
     assert fake.freed == 2 and len(sampler.samples) >= 2
 
 
-def test_nvml_sampler_without_pynvml_reads_none(monkeypatch):
+def test_gpu_monitor_without_pynvml_reads_none(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails as if nvidia-ml-py were missing
-    sampler = NvmlSampler(torch.device("cuda", 0), interval=0.01)
+    sampler = GpuMonitor(torch.device("cuda", 0), interval=0.01)
     sampler.start()
     assert set(sampler.stop().values()) == {None}
 
 
-def test_mlflow_logging_with_a_fake_mlflow(monkeypatch):
-    logged = {}
-    fake = types.ModuleType("mlflow")
-    fake.set_tracking_uri = lambda uri: logged.update(uri=uri)
-    fake.set_experiment = lambda name: logged.update(experiment=name)
-    fake.start_run = lambda run_name: _FakeRun()
-    fake.log_params = lambda p: logged.update(params=p)
-    fake.log_metrics = lambda m: logged.update(metrics=m)
-    fake.set_tags = lambda t: logged.update(tags=t)
-    fake.log_dict = lambda d, name: logged.update(artifact=name)
-    monkeypatch.setitem(sys.modules, "mlflow", fake)
+def test_mlflow_logging_writes_one_run(tmp_path):
+    from mlflow.tracking import MlflowClient
+
     rows = [{"variant": "batch=64", "status": "ok", "tokens_per_s": 10.0, "mfu": 0.1},
             {"variant": "tf32", "status": "skipped: tf32 needs CUDA", "tokens_per_s": None}]
-    doc = {"task": "copy", "gpu": None, "device": "cpu", "torch": "x", "cpu_threads": 1,
+    doc = {"task": "copy", "gpu": None, "device": "cpu", "torch": "x", "cpu": "some CPU", "cpu_threads": 1,
            "config": {"d_model": 32, "task_options": {"length": 4}}, "rows": rows}
-    assert log_mlflow(doc, "sqlite:///x.db") == "run-1"
-    assert logged["uri"] == "sqlite:///x.db" and logged["experiment"] == "bench"
-    assert logged["metrics"] == {"batch_64/tokens_per_s": 10.0, "batch_64/mfu": 0.1}
-    assert logged["tags"]["status/tf32"] == "skipped: tf32 needs CUDA"
-    assert logged["params"]["task_options"] == '{"length": 4}' and logged["artifact"] == "bench.json"
-
-
-class _FakeRun:
-    info = types.SimpleNamespace(run_id="run-1")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_id = log_mlflow(doc, uri)
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert client.get_experiment(run.info.experiment_id).name == "bench" and run.info.status == "FINISHED"
+    assert run.data.metrics == {"batch_64/tokens_per_s": 10.0, "batch_64/mfu": 0.1}
+    assert run.data.tags["status/tf32"] == "skipped: tf32 needs CUDA"
+    assert run.data.params["task_options"] == '{"length": 4}' and run.data.params["cpu"] == "some CPU"
+    assert [a.path for a in client.list_artifacts(run_id)] == ["bench.json"]
 
 
 def test_bench_path_imports_neither_optuna_nor_mlflow():
-    code = ("import sys, thinker.cli, thinker.commands.bench, bench.suite, bench.runner, bench.report, "
-            "bench.nvml, bench.peaks; "
+    code = ("import sys, thinker.cli, thinker.cli.bench, thinker.bench.suite, thinker.bench.measure, "
+            "thinker.bench.report, thinker.bench.nvml, thinker.bench.peaks, thinker.machine; "
             "assert 'optuna' not in sys.modules and 'mlflow' not in sys.modules, "
             "[m for m in sys.modules if m.startswith(('optuna', 'mlflow'))][:3]")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -220,7 +206,7 @@ def test_bench_path_imports_neither_optuna_nor_mlflow():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_nvml_sampling_on_a_gpu():
     pytest.importorskip("pynvml")
-    sampler = NvmlSampler(torch.device("cuda"))
+    sampler = GpuMonitor(torch.device("cuda"))
     a = torch.randn(4096, 4096, device="cuda")
     sampler.start()
     for _ in range(200):

@@ -1,29 +1,72 @@
-"""Model checks that catch the experiment log's bugs: run with `pytest tests/test_model.py`."""
+"""Model checks that catch the experiment log's bugs: run with `pytest tests/test_model.py`.
+
+Each invariance check is a plain function run twice: on the real model, where it must pass, and on a
+deliberately broken one (batch and sequence dimensions swapped in attention; the cache written in
+place), where it must fail. A check that passed on the broken model too would prove nothing.
+"""
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from thinker.model import Thinker, ThinkerConfig, segment_positions
-
-
-@pytest.fixture
-def model(tiny_model_config):
-    torch.manual_seed(0)
-    return Thinker(tiny_model_config).eval()
+from thinker.model import Attention, Thinker, ThinkerConfig, segment_positions
 
 
 def tokens(batch=5, length=12, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(3, 20, (batch, length), generator=g)
-    x[:, 4] = 1  # a separator, so positions restart mid-sequence
+    for i in range(batch):
+        x[i, 2 + i % 4] = 1  # a separator, so positions restart mid-sequence, at a different place per sample
     return x
 
 
-def test_output_shape(model):
-    assert model(tokens()).shape == (5, 12, 20)
+# -- the broken models ----------------------------------------------------------------------------
+class SwappedAttention(Attention):
+    """The experiment log's bug: attention run over (sequence, batch, ...) as if it were (batch, sequence, ...),
+    so every position attends across the batch instead of along its own sequence."""
+
+    def forward(self, x, cache, bias=None):
+        return super().forward(x.transpose(0, 1), cache, None).transpose(0, 1)
 
 
-def test_changing_one_sample_changes_no_other(model):
+class InPlaceCacheAttention(Attention):
+    """The experiment log's other bug: keys and values written into a preallocated cache by slice assignment."""
+
+    def forward(self, x, cache, bias=None):
+        B, S, D = x.shape
+        H = self.n_heads
+        q, k, v = self.qkv(x).split(D, dim=2)
+        q, k, v = (t.view(B, S, H, D // H).transpose(1, 2) for t in (q, k, v))  # (B, H, S, hd)
+        if not cache:
+            cache.append(torch.zeros(2, B, H, S * 8, D // H))  # room for 8 steps
+        store, step = cache[0], len(cache) - 1
+        cache.append(None)
+        store[0, :, :, step * S:(step + 1) * S] = k  # in place: autograd saved `store` for earlier steps
+        store[1, :, :, step * S:(step + 1) * S] = v
+        y = F.scaled_dot_product_attention(q, store[0, :, :, :(step + 1) * S], store[1, :, :, :(step + 1) * S])
+        return self.proj(y.transpose(1, 2).reshape(B, S, D))
+
+
+class FirstSampleBias(Thinker):
+    """A shortcut that looks harmless: the position bias of the first sample used for the whole batch."""
+
+    def position_bias(self, position):
+        return super().position_bias(position[:1].expand_as(position))
+
+
+def build(cfg: ThinkerConfig, kind: str = "sound") -> Thinker:
+    torch.manual_seed(0)
+    model = FirstSampleBias(cfg) if kind == "first-sample-bias" else Thinker(cfg)
+    torch.nn.init.normal_(model.rel_bias)  # zero at initialisation; a trained model's is not
+    broken = {"swapped": SwappedAttention, "in-place": InPlaceCacheAttention}.get(kind)
+    if broken is not None:
+        for block in model.blocks:
+            block.attn.__class__ = broken
+    return model
+
+
+# -- the checks -----------------------------------------------------------------------------------
+def check_changing_one_sample_changes_no_other(model):
     x = tokens()
     y = x.clone()
     y[2, :4] = torch.tensor([3, 4, 5, 6])
@@ -33,44 +76,76 @@ def test_changing_one_sample_changes_no_other(model):
     assert not torch.allclose(out_x[2], out_y[2])
 
 
-def test_permuting_the_batch_permutes_the_outputs(model):
+def check_permuting_the_batch_permutes_the_outputs(model):
     x = tokens()
     perm = torch.tensor([3, 0, 4, 1, 2])
     torch.testing.assert_close(model(x)[perm], model(x[perm]), rtol=1e-5, atol=1e-6)
 
 
-def test_sequence_order_matters(model):
-    """A batch/sequence swap would make outputs depend on the batch, not on the sequence order."""
+def check_positions_see_each_other(model):
+    """Changing the first token changes the output at a far position of the same sample, and changing
+    the order of tokens changes what a later position reads. Position 8 is never edited, so only
+    attention along the sequence can move its output."""
     x = tokens(batch=1)
+    changed = x.clone()
+    changed[0, 0] = 3 if x[0, 0] != 3 else 4
+    assert not torch.allclose(model(x)[0, 8], model(changed)[0, 8], atol=1e-6)
     shuffled = x[:, [1, 0, *range(2, 12)]]
-    assert not torch.allclose(model(x)[0, 1], model(shuffled)[0, 1])
+    assert not torch.allclose(model(x)[0, 8], model(shuffled)[0, 8], atol=1e-6)
 
 
-def test_backward_through_cached_steps_reaches_every_parameter(tiny_model_config):
-    assert tiny_model_config.steps == 4
-    model = Thinker(tiny_model_config).train()
+def check_backward_reaches_every_parameter(model):
+    model.train()
     with torch.autograd.set_detect_anomaly(True):
         model(tokens()).logsumexp(-1).mean().backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []
-    assert model.memory.grad.abs().sum() > 0
 
 
-def test_later_steps_attend_to_earlier_steps(tiny_model_config):
-    """With one step the cache holds one entry; more steps see all earlier keys."""
+EVAL_CHECKS = [check_changing_one_sample_changes_no_other, check_permuting_the_batch_permutes_the_outputs,
+               check_positions_see_each_other]
+
+
+@pytest.mark.parametrize("check", EVAL_CHECKS + [check_backward_reaches_every_parameter], ids=lambda c: c.__name__)
+def test_checks_pass_on_the_model(check, tiny_model_config):
+    model = build(tiny_model_config)
+    if check is not check_backward_reaches_every_parameter:
+        model.eval()
+    check(model)
+
+
+@pytest.mark.parametrize("check, kind", [
+    (check_changing_one_sample_changes_no_other, "swapped"),
+    (check_positions_see_each_other, "swapped"),
+    # Attention across the batch is itself permutation-equivariant, so this check cannot see a swap;
+    # it catches a batch that shares what each sample must compute for itself.
+    (check_permuting_the_batch_permutes_the_outputs, "first-sample-bias"),
+], ids=lambda c: getattr(c, "__name__", c))
+def test_checks_fail_on_a_broken_model(check, kind, tiny_model_config):
+    with pytest.raises(AssertionError):
+        check(build(tiny_model_config, kind).eval())
+
+
+@pytest.mark.filterwarnings("ignore:Error detected")  # anomaly mode's report of the very error expected
+def test_backward_check_fails_on_an_in_place_cache_write(tiny_model_config):
+    assert tiny_model_config.steps == 4  # several steps, so a later write hits what an earlier one saved
+    with torch.no_grad():  # forward alone is fine: the bug only shows in backward, as in the log
+        build(tiny_model_config, "in-place").eval()(tokens())
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        check_backward_reaches_every_parameter(build(tiny_model_config, "in-place"))
+
+
+def test_later_steps_attend_to_earlier_steps(tiny_model_config, monkeypatch):
+    """With one step the cache holds one entry; step s sees the keys of steps 0..s."""
     seen = []
-    model = Thinker(tiny_model_config).eval()
-    original = torch.nn.functional.scaled_dot_product_attention
+    original = F.scaled_dot_product_attention
 
     def spy(q, k, v, **kw):
         seen.append(k.shape[2])
         return original(q, k, v, **kw)
 
-    torch.nn.functional.scaled_dot_product_attention = spy
-    try:
-        model(tokens(length=6))
-    finally:
-        torch.nn.functional.scaled_dot_product_attention = original
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    build(tiny_model_config).eval()(tokens(length=6))
     state = tiny_model_config.latent + 6
     assert seen == [state * (s + 1) for s in range(tiny_model_config.steps)]
 
@@ -81,11 +156,25 @@ def test_segment_positions_restart_after_separators():
     assert segment.tolist() == [[0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2]]
 
 
-def test_flops_grow_with_steps():
-    small = Thinker(ThinkerConfig(steps=1))
-    big = Thinker(ThinkerConfig(steps=4))
-    assert big.flops_per_token(12) > 4 * small.flops_per_token(12)
-    assert small.num_params(embeddings=False) < small.num_params()
+def test_flops_per_token_matches_a_count_of_the_forward_pass(tiny_model_config, monkeypatch):
+    """Training FLOPs are 3x the forward's (backward costs two forwards); the forward's matmuls are
+    counted by torch's FlopCounterMode, independently of the formula. Attention is spelled out as
+    matmuls for the count (the fused CPU kernel is not counted); the formula also counts biases and
+    norms, so it may read a few percent higher."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def attention_as_matmuls(q, k, v, attn_mask=None, dropout_p=0.0):
+        scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+        return (scores + (attn_mask if attn_mask is not None else 0)).softmax(-1) @ v
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", attention_as_matmuls)
+    model = build(tiny_model_config).eval()
+    length = 12
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(tokens(batch=1, length=length))
+    counted = 3 * counter.get_total_flops() / length
+    assert counted == pytest.approx(model.flops_per_token(length), rel=0.05)
 
 
 @pytest.mark.parametrize("bad", [dict(d_model=30, n_heads=4), dict(steps=0), dict(latent=-1),

@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from tests.faults import diverge, error, inject, nan_once
 from thinker.cli import app
 
 SPACE = str(Path(__file__).parent / "fixtures" / "tiny_copy.toml")
@@ -107,9 +108,9 @@ def test_pruning_prunes_and_records_why():
         assert t.user_attrs["samples"] < 6144
 
 
-def test_failures_are_recorded_and_the_sweep_goes_on():
-    result = sweep("--trials", "3", "--pruner", "none",
-                   "--inject-fault", "0:diverge@512", "--inject-fault", "1:error@512")
+def test_failures_are_recorded_and_the_sweep_goes_on(monkeypatch):
+    inject(monkeypatch, {0: diverge(512), 1: error(512)})
+    result = sweep("--trials", "3", "--pruner", "none")
     assert result.exit_code == 0, result.output
     trials = {t.number: t for t in study().trials}
     assert trials[0].state.name == "FAIL" and "diverged" in trials[0].user_attrs["fail_reason"]
@@ -121,8 +122,9 @@ def test_failures_are_recorded_and_the_sweep_goes_on():
     assert all("fail_reason" in c.data.tags for c in failed)
 
 
-def test_nan_once_recovers_inside_the_trial():
-    result = sweep("--trials", "1", "--pruner", "none", "--inject-fault", "0:nan@1024")
+def test_nan_once_recovers_inside_the_trial(monkeypatch):
+    inject(monkeypatch, {0: nan_once(1024)})
+    result = sweep("--trials", "1", "--pruner", "none")
     assert result.exit_code == 0, result.output
     (trial,) = study().trials
     assert trial.state.name == "COMPLETE" and trial.user_attrs["restarts"] == 1
@@ -172,6 +174,7 @@ def test_report_and_rerun_from_a_trial(tmp_path):
     run_id = best.user_attrs["mlflow_run_id"]
     result = runner.invoke(app, ["train", "copy", "--from-trial", run_id, "--out", "rerun2"])
     assert result.exit_code == 0, result.output
+    assert last_json(result)["samples"] == best.user_attrs["samples"]  # the MLflow run holds the same config
 
 
 def test_interrupt_leaves_no_running_run_and_the_next_invocation_resumes(tmp_path):
@@ -214,8 +217,9 @@ def _a_trial_is_running() -> bool:
 
 @pytest.mark.parametrize("args, message", [
     (["sweep", "divide"], "unknown task 'divide'"),
-    (["sweep", "copy", "--trials", "0"], "--trials must be at least 1"),
-    (["sweep", "copy", "--jobs", "0"], "--jobs must be at least 1"),
+    (["sweep", "copy", "--trials", "0"], "Invalid value for '--trials': Input should be greater than or equal to 1"),
+    (["sweep", "copy", "--jobs", "0"], "Invalid value for '--jobs': Input should be greater than or equal to 1"),
+    (["sweep", "copy", "--timeout", "0"], "--timeout must be positive"),
     (["sweep", "copy", "--sampler", "grid"], "unknown sampler 'grid'"),
     (["sweep", "copy", "--pruner", "sometimes"], "unknown pruner 'sometimes'"),
     (["sweep", "copy", "--objective", "vibes"], "unknown objective 'vibes'"),

@@ -1,18 +1,25 @@
-"""Choose the device once and keep the reason; synchronise only where it means something.
+"""Choose the device once and keep the reason; set process-wide torch switches in one place.
 
     >>> device, reason = pick_device("cpu")
     >>> device.type, reason
     ('cpu', 'asked for cpu')
+
+`configure_torch` is the one place that sets threads and TF32: commands call it at their top (and
+a sweep at the top of each trial), never an object as a side effect of being constructed.
 """
 
 from __future__ import annotations
 
+import gc
+
 import torch
+
+from thinker.errors import ThinkerError
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
-class DeviceError(ValueError):
+class DeviceError(ThinkerError, ValueError):
     """The requested device does not exist here."""
 
 
@@ -35,7 +42,28 @@ def pick_device(name: str = "auto") -> tuple[torch.device, str]:
     return torch.device("cpu"), "asked for cpu"
 
 
+def configure_torch(threads: int = 0, precision: str = "fp32") -> None:
+    """Process-wide switches: CPU threads (0 leaves torch's default) and TF32 matmuls on CUDA.
+
+    TF32 is on only for precision "tf32", so fp32 runs measure what they say.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work; a no-op on CPU, where work is already done when a call returns."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def release_memory(device: torch.device | None = None) -> None:
+    """Free what a finished run left behind; on CUDA also return cached blocks and restart the peak counters."""
+    gc.collect()
+    if torch.cuda.is_available() and (device is None or device.type == "cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)

@@ -1,36 +1,32 @@
-"""Errors the user can fix: shown as one line, exit code 2.
+"""One base class for every error a user can fix; the CLI turns it into one line and exit code 2.
 
-    >>> @guarded
-    ... def command():
-    ...     raise UsageError("--trials must be positive, got 0")
+    >>> try:
+    ...     raise ConfigError("steps must be positive, got 0")
+    ... except ThinkerError as e:
+    ...     print(f"thinker: error: {e}")
+    thinker: error: steps must be positive, got 0
+
+Library code (core, sweeps, bench) raises a subclass of `ThinkerError` and never knows about exit
+codes or terminals; `thinker.cli` catches `ThinkerError` in one place.
 """
 
 from __future__ import annotations
 
-import functools
-import sys
 
-import typer
-
-
-class UsageError(Exception):
-    """Bad input: reported as `thinker: error: <message>` and exit code 2, never a traceback."""
+class ThinkerError(Exception):
+    """Bad input, a missing device, an unreadable store: something the user can fix."""
 
 
-def fail(message: str) -> typer.Exit:
-    """Print one error line and return the exit to raise (so callers write `raise fail(...)`)."""
-    print(f"thinker: error: {message}", file=sys.stderr)
-    return typer.Exit(2)
+class ConfigError(ThinkerError, ValueError):
+    """A configuration value that cannot work (a ValueError too, for callers that expect one)."""
 
 
-def guarded(command):
-    """Turn UsageError into one line on stderr and exit code 2 (Typer would print a traceback)."""
+def one_line(error: BaseException, limit: int | None = None) -> str:
+    """`Type: first line of the message`, cut to `limit` characters: how failures are recorded.
 
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except UsageError as e:
-            raise fail(str(e)) from None
-
-    return wrapper
+    >>> one_line(RuntimeError("boom\\nat line 3"))
+    'RuntimeError: boom'
+    """
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if limit is None or len(text) <= limit else text[:limit - 3] + "..."

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from thinker.errors import ConfigError
+
 
 @dataclass
 class ThinkerConfig:
@@ -73,13 +75,13 @@ class ThinkerConfig:
         for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "steps",
                      "mlp_ratio", "n_segments"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.latent < 0:
-            raise ValueError(f"latent must be >= 0, got {self.latent}")
+            raise ConfigError(f"latent must not be negative, got {self.latent}")
         if self.d_model % self.n_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+            raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -23,6 +23,8 @@ from typing import ClassVar
 
 import torch
 
+from thinker.errors import ConfigError
+
 PAD, SEP, ANS = 0, 1, 2
 FIRST_SYMBOL = 3  # token id of symbol 0
 SPLITS = ("train", "eval", "long")
@@ -76,7 +78,7 @@ class Task:
 
     def __init__(self, holdout: float = 0.1) -> None:
         if not 0.0 < holdout < 1.0:
-            raise ValueError(f"holdout must be in (0, 1), got {holdout}")
+            raise ConfigError(f"holdout must be in (0, 1), got {holdout}")
         self.holdout = holdout
 
     # -- what subclasses provide ------------------------------------------------------------
@@ -110,7 +112,7 @@ class Task:
             have += problems.shape[0]
             if have >= batch_size:
                 return self.encode(torch.cat(chunks)[:batch_size])
-        raise ValueError(f"{self.name}: could not draw {split} problems; is the problem space too small?")
+        raise ConfigError(f"{self.name}: could not draw {split} problems; is the problem space too small?")
 
     def options(self) -> dict:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
@@ -123,14 +125,14 @@ class _SequenceTask(Task):
                  holdout: float = 0.1) -> None:
         super().__init__(holdout)
         if alphabet < 2:
-            raise ValueError(f"alphabet must be at least 2, got {alphabet}")
+            raise ConfigError(f"alphabet must be at least 2, got {alphabet}")
         if length < 1:
-            raise ValueError(f"length must be positive, got {length}")
+            raise ConfigError(f"length must be positive, got {length}")
         self.alphabet = alphabet
         self.length = length
         self.long_length = long_length or length + max(1, length // 2)
         if self.long_length <= length:
-            raise ValueError(f"long_length ({self.long_length}) must exceed length ({length})")
+            raise ConfigError(f"long_length ({self.long_length}) must exceed length ({length})")
         self.vocab_size = FIRST_SYMBOL + alphabet
         self.max_len = self.long_length + 1
 
@@ -221,9 +223,9 @@ class _ArithmeticTask(Task):
     def __init__(self, base: int = 16, max_operand: int = 1000, holdout: float = 0.1) -> None:
         super().__init__(holdout)
         if base < 2:
-            raise ValueError(f"base must be at least 2, got {base}")
+            raise ConfigError(f"base must be at least 2, got {base}")
         if max_operand < 1:
-            raise ValueError(f"max_operand must be positive, got {max_operand}")
+            raise ConfigError(f"max_operand must be positive, got {max_operand}")
         self.base = base
         self.max_operand = max_operand
         self.digits = n_digits(max_operand, base)
@@ -296,10 +298,10 @@ TASKS: dict[str, type[Task]] = {
 
 
 def make_task(name: str, **options) -> Task:
-    """Build a task by registry name; unknown names and bad options raise ValueError."""
+    """Build a task by registry name; unknown names and bad options raise ConfigError (a ValueError)."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose from: {', '.join(TASKS)}")
+        raise ConfigError(f"unknown task {name!r}; choose from: {', '.join(TASKS)}")
     try:
         return TASKS[name](**options)
     except TypeError as e:  # an option the task does not take
-        raise ValueError(f"{name}: {e}") from None
+        raise ConfigError(f"{name}: {e}") from None

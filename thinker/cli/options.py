@@ -1,4 +1,8 @@
-"""Option types shared by several commands, defined once."""
+"""Option types and checks shared by several commands, defined once.
+
+    >>> parse_task_options(["base=10", "long_length=12"])
+    {'base': 10, 'long_length': 12}
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,15 @@ from typing import Annotated
 
 import typer
 
-from thinker.device import DEVICES, DeviceError, pick_device
-from thinker.errors import UsageError
+from thinker.device import DEVICES
+from thinker.errors import ThinkerError
 from thinker.tasks import TASKS
+from thinker.training import TrainConfig
+
+
+class UsageError(ThinkerError):
+    """Bad command-line input that no library checks (a malformed option value, say)."""
+
 
 Device = Annotated[str, typer.Option("--device", help=f"One of {', '.join(DEVICES)} (or cuda:N).")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for weights, data and samplers.")]
@@ -25,6 +35,14 @@ TaskOptions = Annotated[
     list[str] | None,
     typer.Option("--option", "-o", help="Task option KEY=VALUE, repeatable (e.g. -o base=10)."),
 ]
+# The model's shape, for every command that builds a model (None: the config's default)
+Steps = Annotated[int | None, typer.Option(help="Recurrent thinking steps.")]
+Latent = Annotated[int | None, typer.Option(help="Learned memory tokens.")]
+DModel = Annotated[int | None, typer.Option(help="Model width.")]
+NHeads = Annotated[int | None, typer.Option(help="Attention heads.")]
+NLayers = Annotated[int | None, typer.Option(help="Blocks in the shared stack.")]
+TrackingUri = Annotated[str | None, typer.Option(
+    help="MLflow tracking URI [default: MLFLOW_TRACKING_URI, else MLflow's default store ./mlflow.db].")]
 
 
 def check_task(name: str) -> str:
@@ -33,19 +51,14 @@ def check_task(name: str) -> str:
     return name
 
 
-def check_device(name: str):
-    try:
-        return pick_device(name)
-    except DeviceError as e:
-        raise UsageError(str(e)) from None
+def check_choice(name: str, value: str, choices) -> str:
+    if value not in choices:
+        raise UsageError(f"unknown {name} {value!r}; choose from: {', '.join(choices)}")
+    return value
 
 
 def parse_task_options(pairs: list[str] | None) -> dict:
-    """`["base=10", "max_operand=99"]` -> {"base": 10, "max_operand": 99} (values parsed as JSON).
-
-    >>> parse_task_options(["base=10", "long_length=12"])
-    {'base': 10, 'long_length': 12}
-    """
+    """`["base=10", "max_operand=99"]` -> {"base": 10, "max_operand": 99} (values parsed as JSON)."""
     options = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
@@ -58,6 +71,11 @@ def parse_task_options(pairs: list[str] | None) -> dict:
     return options
 
 
+def build_config(base: dict, overrides: dict) -> TrainConfig:
+    """A TrainConfig from a flat dict and the options given (None: not given)."""
+    return TrainConfig.from_dict({**base, **{k: v for k, v in overrides.items() if v is not None}})
+
+
 def check_writable_dir(path: Path) -> Path:
     """Fail early, writing nothing, if `path` cannot become a writable directory."""
     if path.exists() and not path.is_dir():
@@ -68,3 +86,4 @@ def check_writable_dir(path: Path) -> Path:
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"output directory {str(path)!r} cannot be written")
     return path
+

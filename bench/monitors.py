@@ -1,12 +1,12 @@
-"""Background samplers for the measured window: a thread reads the machine every ~100 ms.
+"""Usage monitors for the measured window: a thread reads the machine every ~100 ms.
 
-    >>> sampler = CpuSampler()
-    >>> sampler.start()
-    >>> summary = sampler.stop()
+    >>> monitor = CpuMonitor()
+    >>> monitor.start()
+    >>> summary = monitor.stop()
     >>> sorted(summary)
     ['cpu_percent', 'rss_mb', 'system_cpu_percent']
 
-`make_sampler(device)` gives the NVML sampler on CUDA (bench/nvml.py) and the psutil one on CPU.
+`CpuMonitor` reads the process through psutil; `bench.nvml.GpuMonitor` reads the GPU through NVML.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from __future__ import annotations
 import threading
 
 import psutil
-import torch
 
 INTERVAL_S = 0.1
 
 
-class Sampler:
+class UsageMonitor:
     """Calls `read()` every `interval` seconds on a daemon thread between `start()` and `stop()`.
 
     Reads once at each end too, so even a window shorter than the interval has samples.
@@ -40,7 +39,7 @@ class Sampler:
     def start(self) -> None:
         self.samples = [self.read()]
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="bench-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="bench-monitor", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
@@ -58,7 +57,7 @@ class Sampler:
         return [s[key] for s in self.samples if s.get(key) is not None]
 
 
-class CpuSampler(Sampler):
+class CpuMonitor(UsageMonitor):
     """Process CPU% over the window (100 = one core busy), the whole machine's CPU% (100 = every core
     busy: well above the process's share means other work competed) and the largest resident set seen.
     """
@@ -79,10 +78,3 @@ class CpuSampler(Sampler):
         return {"cpu_percent": self.process.cpu_percent(None), "system_cpu_percent": psutil.cpu_percent(None),
                 "rss_mb": max(self.column("rss_mb"))}
 
-
-def make_sampler(device: torch.device) -> Sampler:
-    if device.type == "cuda":
-        from bench.nvml import NvmlSampler  # noqa: PLC0415 - pynvml only where there is a GPU
-
-        return NvmlSampler(device)
-    return CpuSampler()

@@ -1,13 +1,12 @@
-"""Measure one variant: the trainer's own `StepRunner.step()`, warmed up, then timed two ways.
+"""Measure one variant: the trainer's own `TrainStep`, warmed up, then timed two ways.
 
-    >>> from bench.variants import VARIANTS
-    >>> from thinker.train import TrainConfig
-    >>> cfg = TrainConfig(task="copy", device="cpu", d_model=16, n_heads=2, n_layers=1)
+    >>> from thinker.bench.variants import VARIANTS
+    >>> cfg = TrainConfig.from_dict({"task": "copy", "device": "cpu", "d_model": 16, "n_heads": 2, "n_layers": 1})
     >>> row = measure(VARIANTS["eager"], cfg, torch.device("cpu"), warmup=1, iters=2, peak=(1.0, "test"))
     >>> row["status"], row["batch_size"], row["steps_measured"]
     ('ok', 64, 2)
 
-Two clocks: the trainer's `PhaseTimer` (CUDA events on GPU, perf_counter on CPU) splits every step
+Two clocks: the step's `PhaseTimer` (CUDA events on GPU, perf_counter on CPU) splits every step
 into data / forward+loss / backward+optimizer, and those three add up to its step time by
 construction. Independently, the whole measured loop is timed with `perf_counter` between two device
 synchronisations; `wall_ratio` = step_ms / wall_step_ms shows how much the phase clock misses
@@ -21,10 +20,11 @@ from pathlib import Path
 
 import torch
 
-from bench.sampler import make_sampler
-from bench.variants import Variant
+from thinker.bench.monitors import CpuMonitor, UsageMonitor
+from thinker.bench.nvml import GpuMonitor
+from thinker.bench.variants import Variant
 from thinker.device import synchronize
-from thinker.train import PHASES, StepRunner, TrainConfig
+from thinker.training import PHASES, TrainConfig, TrainStep
 
 PROFILE_STEPS = 5
 COMMON_FIELDS = ("variant", "base", "device", "batch_size", "precision", "compile", "fused", "status", "seq_len",
@@ -43,10 +43,15 @@ def blank_row(label: str, variant: Variant, cfg: TrainConfig, device: torch.devi
     return row
 
 
-def sequence_length(runner: StepRunner) -> int:
-    """Tokens per sample, from a batch drawn with its own generator (the runner's stays untouched)."""
-    generator = torch.Generator(runner.device).manual_seed(0)
-    return int(runner.task.sample(1, generator).inputs.shape[1])
+def usage_monitor(device: torch.device) -> UsageMonitor:
+    """NVML on CUDA, psutil on CPU."""
+    return GpuMonitor(device) if device.type == "cuda" else CpuMonitor()
+
+
+def sequence_length(step: TrainStep) -> int:
+    """Tokens per sample, from a batch drawn with its own generator (the step's stays untouched)."""
+    generator = torch.Generator(step.device).manual_seed(0)
+    return int(step.task.sample(1, generator).inputs.shape[1])
 
 
 def measure(variant: Variant, cfg: TrainConfig, device: torch.device, *, warmup: int, iters: int,
@@ -57,33 +62,33 @@ def measure(variant: Variant, cfg: TrainConfig, device: torch.device, *, warmup:
     Errors (out of memory, a failing torch.compile) propagate: the caller decides what they mean.
     """
     row = blank_row(label or variant.name, variant, cfg, device)
-    runner = StepRunner(cfg, device, fused=variant.fused)
-    seq_len = sequence_length(runner)
+    step = TrainStep(cfg, device, fused=variant.fused)
+    seq_len = sequence_length(step)
     for _ in range(warmup):
-        runner.step()
+        step()
     synchronize(device)
-    runner.timer.collect()  # drop the warm-up steps' timings
+    step.timer.collect()  # drop the warm-up steps' timings
 
-    sampler = make_sampler(device)
-    sampler.start()
+    monitor = usage_monitor(device)
+    monitor.start()
     synchronize(device)
     start = time.perf_counter()
     n = 0
     # The time check reads the host clock without a sync: the host runs ahead by at most a queue.
     while n < iters or time.perf_counter() - start < min_seconds:
-        runner.step()
+        step()
         n += 1
     synchronize(device)
     wall_s = time.perf_counter() - start
-    usage = sampler.stop()
-    steps = runner.timer.collect()
+    usage = monitor.stop()
+    steps = step.timer.collect()
 
     phase_ms = {phase: sum(s[phase] for s in steps) / n for phase in PHASES}  # means add up, medians don't
     step_ms = sum(s["step"] for s in steps) / n
     wall_step_ms = wall_s * 1000 / n
     samples_per_s = cfg.batch_size * n / wall_s
     tokens_per_s = samples_per_s * seq_len
-    achieved = runner.model.flops_per_token(seq_len) * tokens_per_s / 1e12
+    achieved = step.model.flops_per_token(seq_len) * tokens_per_s / 1e12
     peak_tflops, peak_source = peak
     row.update(seq_len=seq_len, samples_per_s=samples_per_s, tokens_per_s=tokens_per_s, step_ms=step_ms,
                wall_step_ms=wall_step_ms, wall_ratio=step_ms / wall_step_ms,
@@ -98,20 +103,20 @@ def measure(variant: Variant, cfg: TrainConfig, device: torch.device, *, warmup:
     else:
         row["peak_memory_mb"] = row["rss_mb"]  # the process's resident set: CPU has no allocator stats
     if profile_dir is not None:
-        row["trace"] = str(profile(runner, profile_dir / f"trace-{row['variant']}.json"))
+        row["trace"] = str(profile(step, profile_dir / f"trace-{row['variant']}.json"))
     return row
 
 
-def profile(runner: StepRunner, path: Path, steps: int = PROFILE_STEPS) -> Path:
+def profile(step: TrainStep, path: Path, steps: int = PROFILE_STEPS) -> Path:
     """A chrome trace (chrome://tracing, ui.perfetto.dev) of a few steps; phases show by name."""
     activities = [torch.profiler.ProfilerActivity.CPU]
-    if runner.device.type == "cuda":
+    if step.device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.profiler.profile(activities=activities) as prof:
         for _ in range(steps):
-            runner.step()
-        synchronize(runner.device)
-    runner.timer.collect()
+            step()
+        synchronize(step.device)
+    step.timer.collect()
     prof.export_chrome_trace(str(path))
     return path

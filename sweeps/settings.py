@@ -1,0 +1,57 @@
+"""What every worker of a sweep needs, and the objectives a sweep can optimise.
+
+    >>> OBJECTIVES["accuracy"]
+    ('maximize',)
+    >>> SweepSettings(task="copy", trials=3, study="copy", storage="sqlite:///optuna.db",
+    ...               tracking_uri="sqlite:///mlflow.db", experiment="thinker-copy", space="copy").directions
+    ('maximize',)
+
+Objectives: `accuracy` (best held-out exact match), `time-to-target` (samples until the target
+exact match; a trial that never gets there scores its budget plus the share of problems it still
+gets wrong), and two multi-objective modes whose best trials form a Pareto front: `pareto-samples`
+(exact match vs samples) and `pareto-seconds` (exact match vs training seconds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+OBJECTIVES = {
+    "accuracy": ("maximize",),
+    "time-to-target": ("minimize",),
+    "pareto-samples": ("maximize", "minimize"),
+    "pareto-seconds": ("maximize", "minimize"),
+}
+SAMPLERS = ("tpe", "random", "gp", "cmaes")  # built in `algorithms`
+PRUNERS = ("hyperband", "median", "none")
+FINISHED = ("COMPLETE", "PRUNED")  # trial states that count towards --trials
+
+
+@dataclass
+class SweepSettings:
+    """Everything a worker process needs to run trials (picklable, so it crosses process starts)."""
+
+    task: str
+    trials: int
+    study: str
+    storage: str
+    tracking_uri: str
+    experiment: str
+    space: str  # a task name (the shipped space) or a path to a space file
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    objective: str = "accuracy"
+    max_samples: int | None = None
+    timeout: float | None = None
+    device: str = "auto"
+    gpus: list[int] = field(default_factory=list)
+    jobs: int = 1
+    seed: int = 0
+    threads: int = 0
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return OBJECTIVES[self.objective]
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,50 @@
+"""Faults the tests inject into training: loss hooks (`train(..., loss_hook=...)`), nothing in the product.
+
+    train(cfg, loss_hook=nan_once(1024))          # one poisoned step from 1024 samples on
+    inject(monkeypatch, {0: diverge(512)})        # the first trial a sweep trains diverges
+"""
+
+import torch
+
+
+def nan_once(at: int):
+    """Poison the loss of one step, the first at or after `at` samples."""
+    fired = []
+
+    def hook(samples: int, loss: torch.Tensor) -> torch.Tensor:
+        if samples >= at and not fired:
+            fired.append(samples)
+            return loss * float("nan")
+        return loss
+
+    return hook
+
+
+def diverge(at: int):
+    """Poison the loss of every step from `at` samples on."""
+    return lambda samples, loss: loss * float("nan") if samples >= at else loss
+
+
+def error(at: int):
+    """Raise from the step at `at` samples."""
+
+    def hook(samples: int, loss: torch.Tensor) -> torch.Tensor:
+        if samples >= at:
+            raise RuntimeError(f"injected fault at {samples} samples")
+        return loss
+
+    return hook
+
+
+def inject(monkeypatch, hooks: dict) -> None:
+    """Make the n-th training run in this process (0, 1, ...) use `hooks[n]`: trial n of a one-worker sweep."""
+    import thinker.sweeps.objective as objective
+
+    real_train, calls = objective.train, []
+
+    def train(cfg, **kwargs):
+        n = len(calls)
+        calls.append(n)
+        return real_train(cfg, loss_hook=hooks.get(n), **kwargs)
+
+    monkeypatch.setattr(objective, "train", train)

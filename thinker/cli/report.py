@@ -1,0 +1,80 @@
+"""`thinker report [TASK]`: the best trials of a study, parameter importances, and a CSV.
+
+    thinker report addition
+    thinker report --study addition --csv trials.csv
+"""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from thinker.cli.options import Storage, UsageError, check_writable_dir
+
+
+def report_command(
+    task: Annotated[str | None, typer.Argument(help="Task whose study to show (studies are named after tasks).")
+                    ] = None,
+    study: Annotated[str | None, typer.Option(help="Study name [default: the task].")] = None,
+    storage: Storage = None,
+    top: Annotated[int, typer.Option(min=1, help="How many trials to show.")] = 10,
+    csv: Annotated[Path | None, typer.Option(help="Also write every trial to this CSV file.")] = None,
+) -> None:
+    """Show the best trials of a sweep (value, params, samples, seconds, state) and what mattered."""
+    from thinker.sweeps.report import best_trials, importances, open_study, trial_rows  # noqa: PLC0415 - Optuna
+    from thinker.sweeps.storage import DEFAULT_STORAGE  # noqa: PLC0415
+
+    name = study or task
+    if not name:
+        raise UsageError("name a task or pass --study NAME")
+    if csv is not None:
+        check_writable_dir(csv.parent if str(csv.parent) else Path("."))
+        if csv.is_dir():
+            raise UsageError(f"--csv {csv} is a directory")
+    found = open_study(name, storage or DEFAULT_STORAGE)
+    console = Console()
+    rows = best_trials(found, top)
+    if rows.empty:
+        console.print(f"study {name!r} has no trials yet")
+        return
+    param_columns = [c for c in rows.columns if c.startswith("param.")]
+    value_columns = [c for c in rows.columns if c.startswith("value")]
+    shown = ("trial", "state", *value_columns, "exact_match", "samples", "train_seconds")
+    table = Table(title=f"study {name!r}: best trials", box=None)
+    for column in shown:
+        table.add_column(column.replace("_", " "), justify="right", no_wrap=True)
+    table.add_column("params / reason", overflow="fold")
+    for _, row in rows.iterrows():
+        params = " ".join(f"{c.removeprefix('param.')}={_fmt(row.get(c))}" for c in param_columns)
+        reason = row.get("reason")
+        detail = params if not isinstance(reason, str) else f"{params}  [{reason}]"
+        table.add_row(*(_fmt(row.get(c)) for c in shown), detail)
+    console.print(table)
+    ranked = importances(found)
+    if ranked:
+        imp = Table("parameter", "importance", title="parameter importances", box=None)
+        for param, value in ranked.items():
+            imp.add_row(param, f"{value:.3f}  {'█' * round(value * 30)}")
+        console.print(imp)
+    if csv is not None:
+        every = trial_rows(found)
+        every.to_csv(csv, index=False)
+        console.print(f"wrote {len(every)} trials to {csv}")
+    summary = {"study": name, "trials": len(found.trials), "importances": ranked}
+    if any(t.state.name == "COMPLETE" for t in found.trials) and len(found.directions) == 1:
+        summary.update(best_value=found.best_value, best_trial=found.best_trial.number,
+                       best_params=found.best_trial.params)
+    print(json.dumps(summary))
+
+
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

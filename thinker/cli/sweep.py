@@ -1,0 +1,127 @@
+"""`thinker sweep TASK --trials N` (and `thinker worker`): an Optuna study whose every trial is an MLflow run.
+
+    thinker sweep addition --trials 50
+    thinker sweep copy --trials 3 --max-samples 20000 --jobs 2
+    thinker sweep addition --trials 50 --storage postgresql://thinker@db/optuna --tracking-uri http://mlflow:5000
+"""
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from thinker.cli.options import Device, Seed, Storage, TrackingUri, UsageError, check_choice, check_task
+from thinker.cli.progress import Poller, progress_bar, stderr
+from thinker.device import pick_device
+from thinker.sweeps.settings import OBJECTIVES, PRUNERS, SAMPLERS, SweepSettings
+
+
+def parse_gpus(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        gpus = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--gpus takes GPU indices like 0,1,2; got {text!r}") from None
+    import torch  # noqa: PLC0415
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    missing = [g for g in gpus if not 0 <= g < available]
+    if missing:
+        raise UsageError(f"--gpus {text}: no CUDA device {missing[0]} here ({available} available)")
+    return gpus
+
+
+def sweep_command(
+    task: Annotated[str, typer.Argument(help="Task name (see `thinker tasks`).")],
+    trials: Annotated[int, typer.Option(min=1, help="Target number of finished trials in the study.")] = 50,
+    space: Annotated[Path | None, typer.Option(help="Search space TOML [default: the task's own].")] = None,
+    sampler: Annotated[str, typer.Option(help=f"One of {', '.join(SAMPLERS)}.")] = "tpe",
+    pruner: Annotated[str, typer.Option(help=f"One of {', '.join(PRUNERS)}.")] = "hyperband",
+    objective: Annotated[str, typer.Option(help=f"One of {', '.join(OBJECTIVES)}.")] = "accuracy",
+    storage: Storage = None,
+    study: Annotated[str | None, typer.Option(help="Study name [default: the task].")] = None,
+    tracking_uri: TrackingUri = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment [default: thinker-TASK].")] = None,
+    max_samples: Annotated[int | None, typer.Option(min=1, help="Cap on each trial's samples.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Worker processes on this machine (CPU threads are split).")] = 1,
+    gpus: Annotated[str | None, typer.Option(help="GPU indices, one trial per GPU at a time, e.g. 0,1.")] = None,
+    device: Device = "auto",
+    seed: Seed = 0,
+) -> None:
+    """Search hyperparameters with Optuna; every trial is an MLflow run under one parent run."""
+    from thinker.sweeps.coordinator import run_sweep  # noqa: PLC0415 - Optuna and MLflow from here on
+    from thinker.sweeps.space import load_space  # noqa: PLC0415
+    from thinker.sweeps.storage import DEFAULT_STORAGE, check_url  # noqa: PLC0415
+    from thinker.sweeps.tracking import check_tracking, resolve_tracking_uri  # noqa: PLC0415
+
+    check_task(task)
+    if timeout is not None and timeout <= 0:  # Typer's ranges cannot exclude their end
+        raise UsageError(f"--timeout must be positive, got {timeout}")
+    check_choice("sampler", sampler, SAMPLERS)
+    check_choice("pruner", pruner, PRUNERS)
+    check_choice("objective", objective, OBJECTIVES)
+    dev, _ = pick_device(device)
+    gpu_list = parse_gpus(gpus)
+    loaded = load_space(space if space is not None else task)
+    if loaded.task not in (None, task):
+        raise UsageError(f"space file {loaded.source} is for task {loaded.task!r}, not {task!r}")
+    storage = check_url(storage or DEFAULT_STORAGE)
+    tracking = resolve_tracking_uri(tracking_uri)
+    check_tracking(tracking)
+    jobs = max(jobs, len(gpu_list)) if gpu_list and jobs == 1 else jobs
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and not gpu_list else 0
+    settings = SweepSettings(
+        task=task, trials=trials, study=study or task, storage=storage, tracking_uri=tracking,
+        experiment=experiment or f"thinker-{task}", space=str(space.resolve()) if space else task,
+        sampler=sampler, pruner=pruner, objective=objective, max_samples=max_samples, timeout=timeout,
+        device=str(dev) if not gpu_list else "cuda", gpus=gpu_list, jobs=jobs, seed=seed, threads=threads)
+
+    outcome = run_sweep(settings, watch=watch_trials)
+    s = outcome.summary
+    if outcome.status == "already finished":
+        stderr.print(f"study {s['study']!r} already has {s['finished']} finished trials "
+                     f"(target {s['trials_target']}); raise --trials to add more")
+    else:
+        best = s.get("best_value")
+        stderr.print(f"{outcome.status}: {s['finished']}/{s['trials_target']} trials finished "
+                     f"({s['complete']} complete, {s['pruned']} pruned, {s['failed']} failed) in "
+                     f"{s['sweep_seconds']:.0f}s; best value {best if best is not None else '-'}"
+                     + (f" (trial {s['best_trial']})" if s.get("best_trial") is not None else ""))
+    print(json.dumps({"status": outcome.status, **s}))
+    if outcome.status == "interrupted":
+        stderr.print("interrupted: rerun the same command to resume the study")
+        raise typer.Exit(130)
+
+
+@contextlib.contextmanager
+def watch_trials(started):
+    """A bar over finished trials with the best value so far and the last trial's end, polled from the storage."""
+    from thinker.sweeps.storage import open_storage, redact  # noqa: PLC0415
+    from thinker.sweeps.study import standing  # noqa: PLC0415
+
+    settings = started.settings
+    stderr.print(f"sweep {settings.study!r}: {started.finished_before}/{settings.trials} trials finished; storage "
+                 f"{redact(settings.storage)}; tracking {redact(settings.tracking_uri)} "
+                 f"(parent run {started.parent_run_id})")
+    storage = open_storage(settings.storage, heartbeat=False)
+
+    def update() -> None:
+        now = standing(settings.study, storage, len(settings.directions) == 1)
+        best = f"{now['best']['value']:.4g} (#{now['best']['trial']})" if now["best"] else "-"
+        last = ""
+        if now["last"]:
+            last = f"last #{now['last']['trial']} {now['last']['state'].lower()}"
+            if now["last"]["state"] == "FAIL":
+                last += f": {(now['last']['reason'] or '?')[:60]}"
+        progress.update(task_id, completed=now["finished"], extra=f"best {best}  {last}")
+
+    with progress_bar("trials") as progress:
+        task_id = progress.add_task(settings.study, total=settings.trials, completed=started.finished_before,
+                                    extra="best -")
+        with Poller(update):
+            yield

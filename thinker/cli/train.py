@@ -1,0 +1,91 @@
+"""`thinker train TASK`: train one model, save the best checkpoint, print a JSON summary last.
+
+    thinker train addition --device cpu
+    thinker train copy --max-samples 50000 --out runs/copy
+
+Data path: options -> `TrainConfig` (thinker.training.config) -> `train()` (thinker.training.loop,
+which runs `TrainStep`) -> the progress bar as its logger -> checkpoint and JSON line.
+"""
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from thinker.cli.options import (
+    Device,
+    DModel,
+    Latent,
+    NHeads,
+    NLayers,
+    Seed,
+    Steps,
+    Storage,
+    TaskOptions,
+    TrackingUri,
+    UsageError,
+    build_config,
+    check_task,
+    check_writable_dir,
+    parse_task_options,
+)
+from thinker.cli.progress import stderr, training_progress
+from thinker.device import configure_torch, pick_device
+from thinker.tasks import make_task
+from thinker.training import save_checkpoint, train
+
+# CLI flag -> TrainConfig field, for the flags that map one to one
+FLAGS = ("steps", "latent", "batch_size", "lr", "d_model", "n_heads", "n_layers", "max_samples",
+         "max_seconds", "target", "precision")
+
+
+def train_command(
+    task: Annotated[str, typer.Argument(help="Task name (see `thinker tasks`).")],
+    steps: Steps = None,
+    latent: Latent = None,
+    batch_size: Annotated[int | None, typer.Option(help="Samples per optimizer step.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    d_model: DModel = None,
+    n_heads: NHeads = None,
+    n_layers: NLayers = None,
+    max_samples: Annotated[int | None, typer.Option(help="Sample budget.")] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Time budget in seconds (0: none).")] = None,
+    target: Annotated[float | None, typer.Option(help="Stop at this held-out exact match.")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32, tf32 or bf16.")] = None,
+    device: Device = "auto",
+    seed: Seed = 0,
+    option: TaskOptions = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory [default: runs/TASK-TIME].")] = None,
+    from_trial: Annotated[str | None, typer.Option(
+        help="Rerun a sweep trial's configuration: STUDY:NUMBER (with --storage) or an MLflow run id.")] = None,
+    storage: Storage = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Train one model and write its best checkpoint; the last stdout line is a JSON summary."""
+    check_task(task)
+    base: dict = {"task": task}
+    if from_trial:
+        from thinker.sweeps.rerun import trial_config  # noqa: PLC0415 - Optuna and MLflow only when asked for
+
+        base = trial_config(from_trial, storage=storage, tracking_uri=tracking_uri)
+        if base["task"] != task:
+            raise UsageError(f"trial {from_trial} is a {base['task']!r} trial, not {task!r}")
+    options = parse_task_options(option)
+    if options:
+        base["task_options"] = {**base.get("task_options", {}), **options}
+    flags = {name: value for name, value in locals().items() if name in FLAGS}
+    cfg = build_config(base, {**flags, "device": device, "seed": seed})
+    make_task(cfg.task, **cfg.task_options)  # a bad task option fails here, before anything is written
+    dev, reason = pick_device(device)
+    out = check_writable_dir(out or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+    configure_torch(cfg.threads, cfg.precision)
+    stderr.print(f"device: {dev} ({reason})")
+    with training_progress(cfg.max_samples, task) as logger:
+        result = train(cfg, logger)
+    checkpoint = save_checkpoint(out, cfg, result)
+    stderr.print(f"{task}: exact match {result.exact_match:.2%} after {result.samples:,} samples in "
+                 f"{result.train_seconds:.1f}s; best checkpoint {checkpoint}")
+    print(json.dumps({**result.summary(), "checkpoint": str(checkpoint)}))

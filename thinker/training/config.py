@@ -1,0 +1,124 @@
+"""`TrainConfig`: everything one training run needs, with the model's own config nested inside.
+
+    >>> cfg = TrainConfig.from_dict({"task": "copy", "steps": 3, "lr": 1e-3})
+    >>> cfg.model.steps, cfg.lr
+    (3, 0.001)
+    >>> cfg.to_dict()["steps"]
+    3
+
+The CLI, sweeps and the bench all fill this one object. Its dict form is flat (`steps` beside `lr`):
+that is what search spaces, MLflow parameters and saved configs use. The model's fields that a task
+decides (vocabulary, longest segment) are filled in by `model_config(task)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+
+from thinker.errors import ConfigError
+from thinker.model import ThinkerConfig
+from thinker.tasks import SEP, Task
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+# ThinkerConfig fields a task decides, never set by hand
+TASK_DERIVED = ("vocab_size", "max_len", "sep_id", "n_segments")
+MODEL_FIELDS = tuple(f.name for f in fields(ThinkerConfig) if f.name not in TASK_DERIVED)
+
+
+@dataclass
+class TrainConfig:
+    """One training run: task, model (nested), optimisation, budgets, evaluation and runtime."""
+
+    task: str = "addition"
+    """Task name from `thinker.tasks.TASKS`."""
+    task_options: dict = field(default_factory=dict)
+    """Keyword options for the task (e.g. {"base": 16, "max_operand": 1000})."""
+    model: ThinkerConfig = field(default_factory=ThinkerConfig)
+    """Width, heads, layers, latent tokens, thinking steps, ... (see `thinker.model.ThinkerConfig`)."""
+    batch_size: int = 64
+    """Samples per optimizer step."""
+    lr: float = 3e-3
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to norms, biases and embeddings)."""
+    beta2: float = 0.99
+    """AdamW second-moment decay."""
+    warmup_samples: int = 4096
+    """Linear warmup length, in samples."""
+    min_lr_ratio: float = 0.1
+    """Cosine decay ends at this fraction of the peak rate, at max_samples."""
+    clip_norm: float = 1.0
+    """Gradient clipping norm; 0 turns clipping off."""
+    ema: float = 0.99
+    """Decay of the exponential moving average of the weights that is evaluated and saved (0: off)."""
+    max_samples: int = 150_000
+    """Sample budget."""
+    max_seconds: float = 0.0
+    """Wall-clock budget in seconds (0: none)."""
+    target: float = 0.999
+    """Stop once held-out exact match reaches this (above 1: never)."""
+    eval_every: int = 8192
+    """Evaluate every this many samples."""
+    eval_size: int = 2048
+    """Held-out problems in the fixed evaluation set."""
+    long_eval_size: int = 512
+    """Longer-than-training problems for the length-generalisation metric (0: skip)."""
+    log_every: int = 16
+    """Optimizer steps between training-metric logs (and loss-spike checks)."""
+    spike_factor: float = 4.0
+    """A training loss above this multiple of its running average is a spike: restore the best state."""
+    max_restarts: int = 5
+    """Give up (TrainingDiverged) after this many restarts."""
+    restart_lr_factor: float = 0.5
+    """Multiply the learning rate by this at every restart."""
+    device: str = "auto"
+    """auto, cpu, cuda or cuda:N."""
+    precision: str = "fp32"
+    """fp32, tf32 (CUDA matmuls in TF32) or bf16 (autocast)."""
+    compile: bool = False
+    """Run the model through torch.compile."""
+    threads: int = 0
+    """CPU threads for torch (0: torch's default); applied by whoever starts the run, not the trainer."""
+    seed: int = 0
+    """Seed for weights, data and jitter; the same seed gives the same losses on CPU."""
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_samples", "eval_every", "eval_size", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("max_seconds", "warmup_samples", "clip_norm", "weight_decay", "max_restarts", "threads",
+                     "long_eval_size"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+    def to_dict(self) -> dict:
+        """The flat form: training fields and the model's settable fields side by side."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+        values["task_options"] = dict(self.task_options)
+        return {**values, **{name: getattr(self.model, name) for name in MODEL_FIELDS}}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Build from the flat form, rejecting unknown keys (a typo should not pass silently)."""
+        own = {f.name for f in fields(cls)} - {"model"}
+        unknown = sorted(set(values) - own - set(MODEL_FIELDS))
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        model = ThinkerConfig(**{k: v for k, v in values.items() if k in MODEL_FIELDS})
+        return cls(model=model, **{k: v for k, v in values.items() if k in own})
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with some flat-form fields changed (model fields included)."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    def model_config(self, task: Task) -> ThinkerConfig:
+        """The model config for `task`: the settable fields from here, the rest from the task."""
+        return dataclasses.replace(self.model, vocab_size=task.vocab_size, max_len=task.max_len, sep_id=SEP)

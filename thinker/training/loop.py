@@ -1,0 +1,191 @@
+"""The training loop: steps until the target, the sample budget or the time budget; keeps the best state.
+
+    >>> from thinker.training.config import TrainConfig
+    >>> result = train(TrainConfig(task="copy", max_samples=2048, device="cpu"))  # doctest: +SKIP
+    >>> result.summary()["exact_match"]  # doctest: +SKIP
+
+Data path: `TrainConfig` -> `TrainStep` (one step) -> this loop (log intervals, evaluations, loss
+spikes, best state) -> `Logger.log(metrics, samples)` and `on_eval(samples, metrics)`. The loop imports
+neither Optuna nor MLflow; `on_eval` may raise to stop training (a pruned trial, say).
+
+Losses stay on the device until a log interval (one sync per `log_every` steps). A non-finite loss,
+or one far above its running average, restores the best state, scales the learning rate down and
+counts a restart: the experiment log's remedy for loss spikes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from thinker.device import pick_device, synchronize
+from thinker.errors import ThinkerError
+from thinker.logger import Logger, NullLogger
+from thinker.training.config import TrainConfig
+from thinker.training.evaluation import eval_sets, evaluate
+from thinker.training.step import LossHook, TrainStep, seeded
+from thinker.training.timing import PHASES, mean_phases
+
+SPIKE_MARGIN = 0.1  # a loss this close to its average is never a spike, however small the average
+
+
+class TrainingDiverged(ThinkerError):
+    """The loss kept spiking or going non-finite after `max_restarts` restarts."""
+
+
+@dataclass
+class TrainResult:
+    task: str
+    exact_match: float
+    token_accuracy: float
+    length_exact_match: float
+    loss: float
+    samples: int
+    steps: int
+    train_seconds: float
+    eval_seconds: float
+    data_ms: float
+    forward_ms: float
+    backward_ms: float
+    step_ms: float
+    restarts: int
+    stop_reason: str
+    best_samples: int
+    samples_to_target: int | None
+    seconds_to_target: float | None
+    params: int
+    device: str
+    history: list[dict] = field(default_factory=list, repr=False)
+    state_dict: dict = field(default_factory=dict, repr=False)
+    model_config: dict = field(default_factory=dict, repr=False)
+
+    def summary(self) -> dict:
+        """The JSON-friendly part: everything but history and weights."""
+        skip = {"history", "state_dict", "model_config"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def train(cfg: TrainConfig, logger: Logger | None = None, on_eval=None, loss_hook: LossHook | None = None
+          ) -> TrainResult:
+    """Train until the target exact match, the sample budget or the time budget; return the best state.
+
+    `logger.log(metrics, step)` gets training metrics every `log_every` steps and evaluation metrics
+    at every evaluation, stepped by samples seen. `on_eval(samples, metrics)` runs after each
+    evaluation; an exception from it ends training and propagates. `loss_hook` is for tests.
+    """
+    device, _ = pick_device(cfg.device)
+    with seeded(cfg.seed, device):  # dropout and position jitter draw from the global RNG
+        return _Loop(cfg, device, logger or NullLogger(), on_eval, loss_hook).run()
+
+
+class _Loop:
+    def __init__(self, cfg: TrainConfig, device: torch.device, logger: Logger, on_eval, loss_hook) -> None:
+        self.cfg, self.device, self.logger, self.on_eval = cfg, device, logger, on_eval
+        self.step = TrainStep(cfg, device)
+        self.step.loss_hook = loss_hook
+        self.held_out, self.long = eval_sets(self.step.task, cfg.eval_size, cfg.long_eval_size, device)
+        self.best = {"exact_match": -1.0, "loss": math.inf, "token_accuracy": 0.0, "length_exact_match": 0.0}
+        self.best_samples, self.best_state = 0, self.step.state()
+        self.phase_rows: list[dict[str, float]] = []
+        self.history: list[dict] = []
+        self.loss_avg: float | None = None
+        self.restarts = 0
+        self.samples_to_target: int | None = None
+        self.seconds_to_target: float | None = None
+        self.eval_seconds = 0.0
+
+    def run(self) -> TrainResult:
+        cfg, step = self.cfg, self.step
+        pending_losses: list[torch.Tensor] = []
+        steps, next_eval = 0, cfg.eval_every
+        self.start = time.perf_counter()
+        while True:
+            pending_losses.append(step())
+            steps += 1
+            out_of_samples = step.samples >= cfg.max_samples
+            out_of_time = bool(cfg.max_seconds) and time.perf_counter() - self.start >= cfg.max_seconds
+            due_eval = step.samples >= next_eval or out_of_samples or out_of_time
+            if steps % cfg.log_every == 0 or due_eval:
+                losses = torch.stack(pending_losses).tolist()  # sync point: one per log interval
+                pending_losses.clear()
+                if not self.log_interval(losses):
+                    continue  # a spike: the best state is back; evaluate once the loss is sane again
+            if due_eval:
+                next_eval = (step.samples // cfg.eval_every + 1) * cfg.eval_every  # one grid for all runs
+                reached = self.evaluate()
+                if reached:
+                    stop_reason = "target"
+                    break
+                if out_of_samples or out_of_time:
+                    stop_reason = "max_samples" if out_of_samples else "max_seconds"
+                    break
+        synchronize(self.device)
+        return self.result(steps, stop_reason, time.perf_counter() - self.start)
+
+    def log_interval(self, losses: list[float]) -> bool:
+        """Log training metrics; on a spike restore the best state and return False."""
+        cfg, step = self.cfg, self.step
+        rows = step.timer.collect()
+        self.phase_rows.extend(rows)
+        interval_loss = sum(losses) / len(losses)
+        spiked = not math.isfinite(interval_loss) or (
+            self.loss_avg is not None and interval_loss > cfg.spike_factor * self.loss_avg + SPIKE_MARGIN)
+        if spiked:
+            self.restarts += 1
+            self.logger.log({"restarts": self.restarts}, step.samples)
+            if self.restarts > cfg.max_restarts:
+                raise TrainingDiverged(f"loss diverged ({interval_loss:.4g}) after {cfg.max_restarts} restarts")
+            step.restore(self.best_state)
+            step.lr_scale *= cfg.restart_lr_factor
+            self.loss_avg = None
+            return False
+        self.loss_avg = interval_loss if self.loss_avg is None else 0.9 * self.loss_avg + 0.1 * interval_loss
+        metrics = {"train_loss": interval_loss, "lr": step.learning_rate()}
+        if rows:
+            elapsed = sum(r["step"] for r in rows) / 1000.0
+            metrics["samples_per_s"] = len(rows) * cfg.batch_size / max(elapsed, 1e-9)
+            means = mean_phases(rows)
+            metrics.update({f"{phase}_ms": means[phase] for phase in PHASES})
+        self.logger.log(metrics, step.samples)
+        return True
+
+    def evaluate(self) -> bool:
+        """Evaluate the averaged model, keep the best state, report; True once the target is reached."""
+        step = self.step
+        eval_start = time.perf_counter()
+        metrics = evaluate(step.eval_model, [self.held_out], autocast=step.autocast())
+        if self.long is not None:
+            metrics["length_exact_match"] = evaluate(step.eval_model, [self.long],
+                                                     autocast=step.autocast())["exact_match"]
+        self.eval_seconds += time.perf_counter() - eval_start
+        elapsed = time.perf_counter() - self.start
+        if (metrics["exact_match"], -metrics["loss"]) > (self.best["exact_match"], -self.best["loss"]):
+            self.best, self.best_samples, self.best_state = dict(metrics), step.samples, step.state()
+        reached = metrics["exact_match"] >= self.cfg.target
+        if reached and self.samples_to_target is None:
+            self.samples_to_target, self.seconds_to_target = step.samples, elapsed
+        self.history.append({"samples": step.samples, "seconds": elapsed, **metrics})
+        self.logger.log({f"eval_{k}": v for k, v in metrics.items()}, step.samples)
+        if self.on_eval is not None:
+            self.on_eval(step.samples, metrics)
+        return reached
+
+    def result(self, steps: int, stop_reason: str, train_seconds: float) -> TrainResult:
+        step, best = self.step, self.best
+        step.restore(self.best_state)
+        timing = mean_phases(self.phase_rows)
+        return TrainResult(
+            task=self.cfg.task, exact_match=best["exact_match"], token_accuracy=best["token_accuracy"],
+            length_exact_match=best.get("length_exact_match", 0.0), loss=best["loss"],
+            samples=step.samples, steps=steps, train_seconds=train_seconds, eval_seconds=self.eval_seconds,
+            data_ms=timing["data"], forward_ms=timing["forward"], backward_ms=timing["backward"],
+            step_ms=timing["step"], restarts=self.restarts, stop_reason=stop_reason,
+            best_samples=self.best_samples, samples_to_target=self.samples_to_target,
+            seconds_to_target=self.seconds_to_target, params=step.model.num_params(), device=str(self.device),
+            history=self.history,
+            state_dict={k: v.detach().cpu().clone() for k, v in self.best_state["eval_model"].items()},
+            model_config=step.model_config.to_dict(),
+        )
