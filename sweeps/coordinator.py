@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
+
 from thinker.sweeps.interrupt import Interrupt
 from thinker.sweeps.repair import close_abandoned_parents, close_dead_trial_runs
 from thinker.sweeps.settings import SweepSettings
@@ -60,7 +61,8 @@ def run_sweep(settings: SweepSettings, watch: Watch | None = None) -> Outcome:
         close_dead_trial_runs(study, tracker)
         tags = {"optuna.study": settings.study, "sampler": settings.sampler, "pruner": settings.pruner,
                 "objective": settings.objective, "storage": redact(settings.storage), "task": settings.task,
-                "trials_target": str(settings.trials), "jobs": str(settings.jobs), "space": settings.space}
+                "trials_target": str(settings.trials), "jobs": str(settings.jobs), "space": settings.space,
+                "placement": settings.placement}
         parent_id = tracker.start_parent(f"sweep-{settings.study}-{time.strftime('%Y%m%d-%H%M%S')}", tags)
         try:
             study.set_user_attr("mlflow_parent_runs", [*study.user_attrs.get("mlflow_parent_runs", []), parent_id])

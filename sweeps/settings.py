@@ -48,6 +48,7 @@ class SweepSettings:
     jobs: int = 1
     seed: int = 0
     threads: int = 0
+    placement: str = ""  # why this many workers (shown, and tagged on the parent run)
 
     @property
     def directions(self) -> tuple[str, ...]:

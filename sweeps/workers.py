@@ -1,11 +1,11 @@
 """Worker processes: each runs `study.optimize` against the shared storage until the study is done.
 
     run_worker(settings, parent_run_id, interrupt)     # in this process
-    run_processes(settings, parent_run_id, interrupt)  # --jobs N: N spawned processes
+    run_processes(settings, parent_run_id, interrupt)  # several: spawned processes
 
-On one machine `--jobs N` starts N workers with the CPU threads split between them, and `--gpus`
-gives each its own GPU. A stop (Ctrl-C, SIGTERM) reaches the coordinator, which passes SIGINT on to
-its workers; each ends its running trial as KILLED and returns.
+How many workers a machine runs, with how many threads and on which GPU, is decided before
+(`placement`); worker i trains on `settings.gpus[i % len(gpus)]`. A stop (Ctrl-C, SIGTERM) reaches
+the coordinator, which passes SIGINT on to its workers; each ends its running trial as KILLED.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import signal
 import time
 
 import optuna
+
+from thinker.device import configure_torch
 from thinker.sweeps.interrupt import Interrupt
 from thinker.sweeps.objective import Objective
 from thinker.sweeps.settings import FINISHED, SweepSettings
 from thinker.sweeps.storage import open_storage
 from thinker.sweeps.study import load_study, quiet_optuna, states
-
-from thinker.device import configure_torch
 
 WORKER_GRACE_SECONDS = 60  # after a stop, how long a worker gets to close its trial
 

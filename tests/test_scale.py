@@ -72,7 +72,7 @@ def worker(study: str, trials: int, space: Path, tracking: str, cwd: Path) -> su
            "THINKER_HEARTBEAT_SECONDS": "1", "THINKER_GRACE_SECONDS": "4"}
     cmd = [sys.executable, "-m", "thinker", "worker", "copy", "--space", str(space), "--trials", str(trials),
            "--storage", PG, "--tracking-uri", tracking, "--study", study, "--experiment", study,
-           "--device", "cpu", "--pruner", "none"]
+           "--device", "cpu", "--pruner", "none", "--trials-per-device", "1"]
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 

@@ -30,7 +30,9 @@ def _in_tmp(tmp_path, monkeypatch):
 
 
 def sweep(*args):
-    result = runner.invoke(app, ["sweep", "copy", "--space", SPACE, "--device", "cpu", *args])
+    """In this process (one worker, so monkeypatched faults apply) unless --jobs says otherwise."""
+    workers = [] if {"--jobs", "--trials-per-device"} & set(args) else ["--jobs", "1"]
+    result = runner.invoke(app, ["sweep", "copy", "--space", SPACE, "--device", "cpu", *workers, *args])
     assert "Traceback" not in result.output
     return result
 
@@ -130,9 +132,11 @@ def test_nan_once_recovers_inside_the_trial(monkeypatch):
     assert trial.state.name == "COMPLETE" and trial.user_attrs["restarts"] == 1
 
 
-def test_two_workers_share_one_study_without_lock_errors():
-    result = sweep("--trials", "4", "--jobs", "2", "--pruner", "none")
+def test_two_workers_share_one_study_without_lock_errors(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # auto: one single-threaded worker per core
+    result = sweep("--trials", "4", "--trials-per-device", "auto", "--pruner", "none")
     assert result.exit_code == 0, result.output
+    assert "workers: 2 on this machine, 1 thread each (auto: one single-threaded trial per CPU core" in result.stderr
     assert "locked" not in result.output
     assert 4 <= len(finished(study())) <= 5  # at most the trials in flight when the 4th finished
     _, _, children = runs()
@@ -182,7 +186,7 @@ def test_interrupt_leaves_no_running_run_and_the_next_invocation_resumes(tmp_pat
     slow.write_text(Path(SPACE).read_text().replace("target = 1.0", "target = 2.0")
                     .replace("max_samples = 6144", "max_samples = 10000000"))
     cmd = [sys.executable, "-m", "thinker", "sweep", "copy", "--space", str(slow), "--device", "cpu",
-           "--trials", "2", "--pruner", "none"]
+           "--trials", "2", "--pruner", "none", "--trials-per-device", "1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # A shell may start background jobs with SIGINT ignored; give the sweep the default, as a terminal would.
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -265,3 +269,15 @@ def test_bad_space_file_names_the_problem(text, message, tmp_path):
     assert message in result.stderr and "space.toml" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["space.toml"]
+
+
+def test_placement_of_trials_on_devices():
+    from thinker.sweeps.placement import plan_workers
+
+    auto = plan_workers("cpu", [], "auto", cpu_count=2)
+    assert (auto.workers, auto.threads) == (2, 1)
+    gpu = plan_workers("cuda", [0], "auto", cpu_count=16, free_gib=[9.0])
+    assert (gpu.workers, gpu.gpus) == (4, [0])  # 4 by memory: 9 GiB at 2 GiB a trial
+    assert plan_workers("cuda", [0, 1], "3", cpu_count=16).workers == 6
+    result = runner.invoke(app, ["sweep", "copy", "--trials-per-device", "many"])
+    assert result.exit_code == 2 and "--trials-per-device takes a positive number or auto" in result.stderr

@@ -128,3 +128,18 @@ def test_bad_task_and_options():
         make_task("addition", base=1)
     with pytest.raises(ValueError):
         make_task("copy", colour="red")
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_fixed_shape_draws_keep_the_split_and_the_seed(name):
+    """The draw a GPU step uses (no data-dependent shape): never a problem of the other split."""
+    task = make_task(name)
+    for keep_held_out in (False, True):
+        problems = task._draw_fixed(256, torch.Generator().manual_seed(0), keep_held_out)
+        assert problems.shape[0] == 256
+        assert bool((task.is_held_out(problems) == keep_held_out).all())
+        assert len({tuple(row) for row in problems.tolist()}) > 200  # not one problem repeated
+    again = task._draw_fixed(256, torch.Generator().manual_seed(0), False)
+    assert torch.equal(again, task._draw_fixed(256, torch.Generator().manual_seed(0), False))
+    batch = task.sample(64, torch.Generator().manual_seed(0), fixed_shape=True)
+    assert batch.inputs.shape == task.sample(64, torch.Generator().manual_seed(0)).inputs.shape

@@ -151,3 +151,19 @@ def test_flat_dict_round_trip_nests_the_model_config():
 def test_from_dict_rejects_unknown_keys():
     with pytest.raises(ValueError, match="unknown config key"):
         TrainConfig.from_dict({"task": "copy", "learning_rate": 0.1})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_steady_state_gpu_steps_never_synchronise():
+    for task in ("addition", "copy", "roll", "multiply"):
+        step = TrainStep(tiny_train(task=task, task_options={}, device="cuda"), torch.device("cuda"))
+        for _ in range(3):
+            step()
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            losses = [step() for _ in range(5)]
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        assert torch.isfinite(torch.stack(losses)).all()

@@ -97,13 +97,21 @@ class Task:
         """True for problems reserved for evaluation (a fixed hash-based split)."""
         return _hash_rows(problems) % 100_000 < int(self.holdout * 100_000)
 
-    def sample(self, batch_size: int, generator: torch.Generator, split: str = "train") -> Batch:
-        """A batch on the generator's device: training problems, held-out ones, or longer ones."""
+    def sample(self, batch_size: int, generator: torch.Generator, split: str = "train",
+               fixed_shape: bool = False) -> Batch:
+        """A batch on the generator's device: training problems, held-out ones, or longer ones.
+
+        `fixed_shape=True` draws without a data-dependent shape, so without a host synchronisation:
+        what a GPU step and a captured CUDA graph need. The default keeps the original stream of
+        problems (and so every CPU figure measured with it).
+        """
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if split == "long":
             return self.encode(self.draw(batch_size, generator, long=True), long=True)
         keep_held_out = split == "eval"
+        if fixed_shape:
+            return self.encode(self._draw_fixed(batch_size, generator, keep_held_out))
         chunks, have = [], 0
         for _ in range(1000):
             problems = self.draw(batch_size, generator, long=False)
@@ -113,6 +121,21 @@ class Task:
             if have >= batch_size:
                 return self.encode(torch.cat(chunks)[:batch_size])
         raise ConfigError(f"{self.name}: could not draw {split} problems; is the problem space too small?")
+
+    def _draw_fixed(self, batch_size: int, generator: torch.Generator, keep_held_out: bool) -> torch.Tensor:
+        """`batch_size` problems of one split, picked from twice as many candidates as the split's share
+        needs (plus 64), all on the device.
+
+        A stable sort puts the wanted candidates first, in the order drawn. For training batches (90%
+        of problems) fewer wanted candidates than `batch_size` has a probability below 1e-60; even
+        then no problem of the other split is used: the shortfall repeats the first wanted one.
+        """
+        share = self.holdout if keep_held_out else 1.0 - self.holdout
+        problems = self.draw(int(2 * batch_size / share) + 64, generator, long=False)
+        wanted = self.is_held_out(problems) == keep_held_out  # (n,)
+        order = torch.sort((~wanted).to(torch.uint8), stable=True).indices[:batch_size]  # wanted first
+        chosen = problems[order]
+        return torch.where(wanted[order, None], chosen, chosen[:1])
 
     def options(self) -> dict:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}

@@ -48,8 +48,13 @@ def sweep_command(
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment [default: thinker-TASK].")] = None,
     max_samples: Annotated[int | None, typer.Option(min=1, help="Cap on each trial's samples.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Worker processes on this machine (CPU threads are split).")] = 1,
-    gpus: Annotated[str | None, typer.Option(help="GPU indices, one trial per GPU at a time, e.g. 0,1.")] = None,
+    trials_per_device: Annotated[str, typer.Option(
+        help="Trial processes per device: a number, or auto (CPU: one single-threaded trial per core; CUDA: "
+             "as many per GPU as its CPU cores and free memory allow, up to 16).")] = "auto",
+    jobs: Annotated[int | None, typer.Option(
+        min=1, help="Exactly this many worker processes on this machine, CPU threads split between them "
+                    "(instead of --trials-per-device).")] = None,
+    gpus: Annotated[str | None, typer.Option(help="GPU indices to use, e.g. 0,1 [default: the --device one].")] = None,
     device: Device = "auto",
     seed: Seed = 0,
 ) -> None:
@@ -73,13 +78,13 @@ def sweep_command(
     storage = check_url(storage or DEFAULT_STORAGE)
     tracking = resolve_tracking_uri(tracking_uri)
     check_tracking(tracking)
-    jobs = max(jobs, len(gpu_list)) if gpu_list and jobs == 1 else jobs
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and not gpu_list else 0
+    placement = place_workers(dev, gpu_list, trials_per_device, jobs)
     settings = SweepSettings(
         task=task, trials=trials, study=study or task, storage=storage, tracking_uri=tracking,
         experiment=experiment or f"thinker-{task}", space=str(space.resolve()) if space else task,
         sampler=sampler, pruner=pruner, objective=objective, max_samples=max_samples, timeout=timeout,
-        device=str(dev) if not gpu_list else "cuda", gpus=gpu_list, jobs=jobs, seed=seed, threads=threads)
+        device=str(dev), gpus=placement.gpus, jobs=placement.workers, seed=seed, threads=placement.threads,
+        placement=placement.reason)
 
     outcome = run_sweep(settings, watch=watch_trials)
     s = outcome.summary
@@ -98,6 +103,23 @@ def sweep_command(
         raise typer.Exit(130)
 
 
+def place_workers(device, gpus: list[int], per_device: str, jobs: int | None):
+    """--jobs as given, else --trials-per-device on each GPU (or on the CPU)."""
+    from thinker.sweeps.placement import Placement, plan_workers  # noqa: PLC0415
+
+    if device.type == "cuda" and not gpus:
+        gpus = [device.index if device.index is not None else 0]
+    if jobs is not None:
+        threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and not gpus else 0
+        return Placement(jobs, threads, gpus, f"--jobs {jobs}")
+    free_gib = None
+    if gpus:
+        import torch  # noqa: PLC0415
+
+        free_gib = [torch.cuda.mem_get_info(g)[0] / 2**30 for g in gpus]
+    return plan_workers(device.type, gpus, per_device, os.cpu_count() or 1, free_gib)
+
+
 @contextlib.contextmanager
 def watch_trials(started):
     """A bar over finished trials with the best value so far and the last trial's end, polled from the storage."""
@@ -108,6 +130,9 @@ def watch_trials(started):
     stderr.print(f"sweep {settings.study!r}: {started.finished_before}/{settings.trials} trials finished; storage "
                  f"{redact(settings.storage)}; tracking {redact(settings.tracking_uri)} "
                  f"(parent run {started.parent_run_id})")
+    threads = f"{settings.threads} thread{'s' if settings.threads != 1 else ''}" if settings.threads else \
+        "torch's default threads"
+    stderr.print(f"workers: {settings.jobs} on this machine, {threads} each ({settings.placement})")
     storage = open_storage(settings.storage, heartbeat=False)
 
     def update() -> None:

@@ -90,6 +90,8 @@ class TrainStep:
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
                                            betas=(0.9, cfg.beta2), fused=fused)
         self.generator = torch.Generator(device).manual_seed(cfg.seed)
+        # On a GPU, draw batches without data-dependent shapes: no host synchronisation per step.
+        self.fixed_shape = device.type == "cuda"
         self.timer = PhaseTimer(device)
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.average = WeightAverage(self.model, cfg.ema) if cfg.ema else None
@@ -120,7 +122,7 @@ class TrainStep:
         cfg, timer = self.cfg, self.timer
         timer.start()
         with record_function("data"):
-            batch = self.task.sample(cfg.batch_size, self.generator)
+            batch = self.task.sample(cfg.batch_size, self.generator, fixed_shape=self.fixed_shape)
         timer.mark()
         self.model.train()
         with record_function("forward"):
