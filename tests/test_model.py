@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from thinker.model import Attention, Thinker, ThinkerConfig, segment_positions
+from thinker.model import Attention, Thinker, ThinkerConfig, rotate, segment_positions
 
 
 def tokens(batch=5, length=12, seed=0):
@@ -25,18 +25,20 @@ class SwappedAttention(Attention):
     """The experiment log's bug: attention run over (sequence, batch, ...) as if it were (batch, sequence, ...),
     so every position attends across the batch instead of along its own sequence."""
 
-    def forward(self, x, cache, bias=None):
-        return super().forward(x.transpose(0, 1), cache, None).transpose(0, 1)
+    def forward(self, x, cache, bias=None, rotation=None):
+        return super().forward(x.transpose(0, 1), cache).transpose(0, 1)
 
 
 class InPlaceCacheAttention(Attention):
     """The experiment log's other bug: keys and values written into a preallocated cache by slice assignment."""
 
-    def forward(self, x, cache, bias=None):
+    def forward(self, x, cache, bias=None, rotation=None):
         B, S, D = x.shape
         H = self.n_heads
         q, k, v = self.qkv(x).split(D, dim=2)
         q, k, v = (t.view(B, S, H, D // H).transpose(1, 2) for t in (q, k, v))  # (B, H, S, hd)
+        if rotation is not None:
+            q, k = rotate(q, *rotation), rotate(k, *rotation)
         if not cache:
             cache.append(torch.zeros(2, B, H, S * 8, D // H))  # room for 8 steps
         store, step = cache[0], len(cache) - 1
@@ -156,6 +158,17 @@ def test_segment_positions_restart_after_separators():
     assert segment.tolist() == [[0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2]]
 
 
+def test_rotary_scores_depend_on_position_difference():
+    """What lets roll's answer slot i find position i - k: a query turned by k matches offset k."""
+    model = Thinker(ThinkerConfig(d_model=32, n_heads=2, latent=0))
+    cos, sin = model.rotation(torch.arange(12)[None])
+    q, k = torch.randn(2, 1, 1, 1, 16).unbind(0)
+    scores = (rotate(q.expand(1, 1, 12, 16), cos, sin) @ rotate(k.expand(1, 1, 12, 16), cos, sin).mT)[0, 0]
+    torch.testing.assert_close(scores[5, 2], scores[9, 6])
+    torch.testing.assert_close(scores[2, 5], scores[6, 9])
+    assert not torch.allclose(scores[5, 2], scores[5, 3])
+
+
 def test_flops_per_token_matches_a_count_of_the_forward_pass(tiny_model_config, monkeypatch):
     """Training FLOPs are 3x the forward's (backward costs two forwards); the forward's matmuls are
     counted by torch's FlopCounterMode, independently of the formula. Attention is spelled out as
@@ -178,7 +191,7 @@ def test_flops_per_token_matches_a_count_of_the_forward_pass(tiny_model_config, 
 
 
 @pytest.mark.parametrize("bad", [dict(d_model=30, n_heads=4), dict(steps=0), dict(latent=-1),
-                                 dict(dropout=1.0)])
+                                 dict(dropout=1.0), dict(d_model=12, n_heads=4)])  # rotary: even head width
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         ThinkerConfig(**bad)

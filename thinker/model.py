@@ -29,6 +29,14 @@ digit ``i`` finds its two operand digits by matching one position, and the carry
 flow in reading order. During training every sample's positions are shifted by a random offset
 (Abacus-style), so embeddings for positions up to ``max_len`` are trained and longer-than-training
 inputs (length generalisation) land on trained positions.
+
+Queries and keys are also rotated by their position within the segment (rotary embeddings), so a
+score can depend on the position difference *times* content. Added position embeddings and the
+learned bias cannot do that: the score of a query holding ``pos(i) + content`` against a key at ``j``
+is a sum of a position term and a content term, and the bias is one number per difference. Roll
+needs the answer slot ``i`` to read position ``i - k`` for a shift ``k`` it reads from the input: with
+rotations the query only has to turn by an angle chosen by ``k``; without them roll never got past
+predicting the input's most common symbol (0% exact match), while a fixed shift learned at once.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from thinker.errors import ConfigError
+
+ROTARY_BASE = 10000.0  # rotary frequencies: ROTARY_BASE ** (-i / (head_dim / 2))
 
 
 @dataclass
@@ -70,6 +80,8 @@ class ThinkerConfig:
     """Shift positions by a random offset per sample in training (length generalisation)."""
     relative_bias: bool = True
     """Learned per-head attention bias by position difference within segments (shared by all steps)."""
+    rotary: bool = True
+    """Rotate queries and keys by position within segments (RoPE), so offsets can depend on content."""
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "steps",
@@ -80,6 +92,8 @@ class ThinkerConfig:
             raise ConfigError(f"latent must not be negative, got {self.latent}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.rotary and self.d_model // self.n_heads % 2:
+            raise ConfigError(f"rotary needs an even head width, got {self.d_model // self.n_heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -96,12 +110,14 @@ class Attention(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, cache: list[tuple[torch.Tensor, torch.Tensor]],
-                bias: torch.Tensor | None = None) -> torch.Tensor:
+                bias: torch.Tensor | None = None, rotation: tuple | None = None) -> torch.Tensor:
         B, S, D = x.shape
         H = self.n_heads
         q, k, v = self.qkv(x).split(D, dim=2)
         q = q.view(B, S, H, D // H).transpose(1, 2)  # (B, H, S, hd)
         k = k.view(B, S, H, D // H).transpose(1, 2)  # (B, H, S, hd)
+        if rotation is not None:
+            q, k = rotate(q, *rotation), rotate(k, *rotation)
         v = v.view(B, S, H, D // H).transpose(1, 2)  # (B, H, S, hd)
         # Grow the cache functionally: append and concatenate, never write into a saved tensor.
         cache.append((k, v))
@@ -128,9 +144,16 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cache: list, bias: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln1(x), cache, bias))
+    def forward(self, x: torch.Tensor, cache: list, bias: torch.Tensor | None = None,
+                rotation: tuple | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), cache, bias, rotation))
         return x + self.drop(self.mlp(self.ln2(x)))
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs of channels (first half with second half) of (B, H, S, hd) by per-position angles."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
 def segment_positions(tokens: torch.Tensor, sep_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,11 +226,23 @@ class Thinker(nn.Module):
                              torch.cat([buckets[:, cfg.latent:, :cfg.latent], diff], dim=2)], dim=1)
         return self.rel_bias[:, buckets].permute(1, 0, 2, 3)  # (B, H, L + T, L + T)
 
+    def rotation(self, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """cos and sin (B, 1, L + T, hd / 2) of the rotary angles; memory tokens sit at position 0."""
+        cfg = self.cfg
+        if not cfg.rotary:
+            return None
+        half = cfg.d_model // cfg.n_heads // 2
+        freq = ROTARY_BASE ** (-torch.arange(half, device=position.device) / half)
+        position = F.pad(position, (cfg.latent, 0))  # (B, L + T)
+        angle = position[:, None, :, None].float() * freq  # (B, 1, L + T, half)
+        return angle.cos(), angle.sin()
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, vocab_size) for a batch of token ids (B, T)."""
         B, T = tokens.shape
         x, position = self.embed(tokens)  # (B, T, D), (B, T)
         bias = self.position_bias(position)  # (B, H, L + T, L + T) or None
+        rotation = self.rotation(position)
         e = torch.cat([self.memory.expand(B, -1, -1), x], dim=1)  # (B, L + T, D)
         caches: list[list] = [[] for _ in self.blocks]
         h = e
@@ -215,7 +250,7 @@ class Thinker(nn.Module):
             if step:
                 h = h + e  # re-inject the input at every step
             for block, cache in zip(self.blocks, caches):
-                h = block(h, cache, bias)
+                h = block(h, cache, bias, rotation)
         return self.head(self.ln_f(h[:, self.cfg.latent:]))  # (B, T, vocab_size)
 
     def num_params(self, embeddings: bool = True) -> int:
