@@ -96,6 +96,9 @@ def measure(variant: Variant, cfg: TrainConfig, device: torch.device, *, warmup:
                phase_sum_ratio=sum(phase_ms.values()) / step_ms, step_ms_min=min(s["step"] for s in steps),
                steps_measured=n, achieved_tflops=achieved, peak_tflops=peak_tflops, peak_source=peak_source,
                mfu=achieved / peak_tflops if peak_tflops else None)
+    if row["mfu"] is not None and row["mfu"] > 1:  # a peak that is no upper bound: say so, print no MFU
+        row["note"] = f"MFU left out: {achieved:.3g} TFLOP/s is above the peak ({peak_source})"
+        row["mfu"] = None
     row.update({k: v for k, v in usage.items() if k in row})
     if device.type == "cuda":
         row["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20

@@ -32,10 +32,15 @@ OnRow = Callable[[str, "dict | None"], None]  # (label, None) before a row, (lab
 
 def run_suite(cfg: TrainConfig, device: torch.device, variants: list[str], batch_sizes: list[int], *,
               warmup: int, iters: int, min_seconds: float = 0.0, peak_override: float | None = None,
-              profile_dir: Path | None = None, on_row: OnRow | None = None) -> tuple[list[dict], dict]:
-    """All rows (variants first, then `batch=N` scan rows) and a summary of the scan."""
+              profile_dir: Path | None = None, on_row: OnRow | None = None, explicit: bool = False
+              ) -> tuple[list[dict], dict]:
+    """All rows (variants first, then `batch=N` scan rows) and a summary of the scan.
+
+    `explicit`: the variants were asked for by name, so run even those skipped by default.
+    """
     on_row = on_row or (lambda label, row: None)
-    settings = dict(warmup=warmup, iters=iters, min_seconds=min_seconds, peak_override=peak_override)
+    settings = dict(warmup=warmup, iters=iters, min_seconds=min_seconds, peak_override=peak_override,
+                    explicit=explicit)
     rows: list[dict] = []
     for name in variants:
         on_row(name, None)
@@ -68,10 +73,10 @@ def run_suite(cfg: TrainConfig, device: torch.device, variants: list[str], batch
 
 
 def run_one(variant: Variant, label: str, cfg: TrainConfig, device: torch.device, *, warmup: int, iters: int,
-            min_seconds: float, peak_override: float | None, profile_dir: Path | None) -> dict:
+            min_seconds: float, peak_override: float | None, profile_dir: Path | None, explicit: bool = False) -> dict:
     """Measure one row, turning "cannot run here" and "out of memory" into a status, not a crash."""
     cfg = variant.config(cfg)
-    reason = skip_reason(variant, device)
+    reason = skip_reason(variant, device, explicit)
     if reason:
         return blank_row(label, variant, cfg, device, f"skipped: {reason}")
     release_memory(device)

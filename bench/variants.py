@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from thinker.errors import ThinkerError
+from thinker.machine import native_bf16
 from thinker.training import TrainConfig
 
 
@@ -77,8 +78,13 @@ def parse_batch_sizes(text: str | None, device_type: str = "cpu") -> list[int]:
     return sorted(set(sizes))
 
 
-def skip_reason(variant: Variant, device: torch.device) -> str | None:
-    """Why `device` cannot run `variant` (a short phrase), or None when it can."""
+def skip_reason(variant: Variant, device: torch.device, explicit: bool = False) -> str | None:
+    """Why `device` cannot (or, unasked, should not) run `variant`: a short phrase, or None.
+
+    bf16 on a CPU without it in hardware is emulated and takes minutes: only run when asked for.
+    """
+    if variant.precision == "bf16" and device.type == "cpu" and not explicit and not native_bf16():
+        return "no native bf16 on this CPU (AVX512-BF16 or AMX); --variants bf16 runs it emulated"
     if variant.precision == "tf32":
         if device.type != "cuda":
             return "tf32 needs CUDA"

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 import optuna
 
+from thinker.errors import one_line
 from thinker.sweeps.interrupt import Interrupt
 from thinker.sweeps.repair import close_abandoned_parents, close_dead_trial_runs
 from thinker.sweeps.settings import SweepSettings
 from thinker.sweeps.storage import open_storage, redact
-from thinker.sweeps.study import count, create_study, quiet_optuna
+from thinker.sweeps.study import count, create_study
 from thinker.sweeps.summary import finish_parent, summarize
 from thinker.sweeps.tracking import Tracker
 from thinker.sweeps.workers import run_processes, run_worker
@@ -49,8 +50,13 @@ Watch = Callable[[Started], contextlib.AbstractContextManager]
 
 
 def run_sweep(settings: SweepSettings, watch: Watch | None = None) -> Outcome:
-    """Create or resume the study and run it to `settings.trials` finished trials (or a stop)."""
-    quiet_optuna()
+    """Create or resume the study and run it to `settings.trials` finished trials (or a stop).
+
+    A first Ctrl-C or SIGTERM stops the running trials at their next log call and the sweep wraps up
+    (summary, plots, parent run KILLED). A second one, or an error, cuts the wrap-up short: the
+    parent run and any trial run left open are still ended, and an interrupted sweep still returns
+    the summary it has.
+    """
     with Interrupt() as interrupt:
         storage = open_storage(settings.storage)
         study = create_study(settings, storage)
@@ -64,11 +70,12 @@ def run_sweep(settings: SweepSettings, watch: Watch | None = None) -> Outcome:
                 "trials_target": str(settings.trials), "jobs": str(settings.jobs), "space": settings.space,
                 "placement": settings.placement}
         parent_id = tracker.start_parent(f"sweep-{settings.study}-{time.strftime('%Y%m%d-%H%M%S')}", tags)
+        started = time.perf_counter()
         try:
             study.set_user_attr("mlflow_parent_runs", [*study.user_attrs.get("mlflow_parent_runs", []), parent_id])
-            started = time.perf_counter()
             status = "finished"
             try:
+                interrupt.check()  # stopped while the study was being set up: start no trial
                 with watch(Started(settings, done, parent_id)) if watch else contextlib.nullcontext():
                     if settings.jobs == 1:
                         run_worker(settings, parent_id, interrupt)
@@ -84,12 +91,18 @@ def run_sweep(settings: SweepSettings, watch: Watch | None = None) -> Outcome:
                 status = "interrupted"  # also a stop that came while the last trial was being recorded
             close_dead_trial_runs(study, tracker)
             close_abandoned_parents(study, settings, tracker, parent_id)
-            summary = summarize(study, settings, parent_id, elapsed)
+            summary = {**summarize(study, settings, parent_id, elapsed), "experiment_id": tracker.experiment_id}
             finish_parent(tracker, study, settings, parent_id, summary,
                           "KILLED" if status == "interrupted" else "FINISHED")
-        except BaseException as e:
-            if tracker.status(parent_id) == "RUNNING":  # a second Ctrl-C, a lost database, a bug
-                tracker.end(parent_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED",
-                            {"status": "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"})
-            raise
+        except BaseException as e:  # a second signal during the wrap-up, a lost database, a bug
+            interrupt.ignore_further()
+            stopped = isinstance(e, KeyboardInterrupt)
+            study = optuna.load_study(study_name=settings.study, storage=storage)
+            close_dead_trial_runs(study, tracker)
+            if tracker.status(parent_id) == "RUNNING":
+                tracker.end(parent_id, "KILLED" if stopped else "FAILED",
+                            {"status": "interrupted" if stopped else f"failed: {one_line(e, 500)}"})
+            if not stopped:
+                raise
+            return Outcome("interrupted", summarize(study, settings, parent_id, time.perf_counter() - started))
     return Outcome(status, summary)

@@ -10,6 +10,7 @@ import math
 import os
 import socket
 import tempfile
+import time
 
 import optuna
 import torch
@@ -21,6 +22,8 @@ from thinker.sweeps.settings import SweepSettings
 from thinker.sweeps.space import load_space
 from thinker.sweeps.tracking import Tracker, config_json
 from thinker.training import TrainingDiverged, save_checkpoint, train
+
+LIVE_SECONDS = 3.0  # how often a running trial's progress is written to the storage between evaluations
 
 
 def trial_values(objective: str, result, max_samples: int):
@@ -47,6 +50,32 @@ def failure_reason(error: BaseException) -> str:
     if isinstance(error, TrainingDiverged):
         return f"diverged: {error}"
     return one_line(error)
+
+
+class LiveProgress:
+    """A trainer logger that passes metrics on and keeps the trial's `live` attribute current: samples,
+    held-out exact match and samples/s, at every evaluation and every `LIVE_SECONDS` in between.
+    The sweep's live view reads it from the storage, from any process or machine."""
+
+    def __init__(self, inner, trial: optuna.Trial) -> None:
+        self.inner, self.trial = inner, trial
+        self.live: dict[str, float] = {}
+        self.written = 0.0
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.inner.log(metrics, step)
+        self.live["samples"] = step
+        if "samples_per_s" in metrics:
+            self.live["samples_per_s"] = metrics["samples_per_s"]
+        evaluated = "eval_exact_match" in metrics
+        if evaluated:
+            self.live["exact_match"] = metrics["eval_exact_match"]
+        if evaluated or time.monotonic() - self.written >= LIVE_SECONDS:
+            self.trial.set_user_attr("live", dict(self.live))
+            self.written = time.monotonic()
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class Objective:
@@ -78,6 +107,9 @@ class Objective:
                 "worker": worker}
         run = self.tracker.start_trial(self.parent_run_id, trial.number, cfg.to_dict(), tags)
         trial.set_user_attr("mlflow_run_id", run.run_id)
+        trial.set_user_attr("parent_run_id", self.parent_run_id)  # so each invocation shows its own trials
+        trial.set_user_attr("budget", cfg.max_samples)
+        trial.set_user_attr("device", self.device)
         multi = len(s.directions) > 1
         best = {"exact_match": 0.0, "step": 0}
 
@@ -94,7 +126,7 @@ class Objective:
 
         configure_torch(cfg.threads, cfg.precision)  # the top of this trial: its process-wide switches
         try:
-            result = train(cfg, logger=StopOnInterrupt(run, self.interrupt), on_eval=on_eval)
+            result = train(cfg, logger=StopOnInterrupt(LiveProgress(run, trial), self.interrupt), on_eval=on_eval)
         except optuna.TrialPruned as e:
             run.finish("PRUNED", str(e))
             trial.set_user_attr("prune_reason", str(e))

@@ -49,6 +49,8 @@ class SweepSettings:
     seed: int = 0
     threads: int = 0
     placement: str = ""  # why this many workers (shown, and tagged on the parent run)
+    log_file: str | None = None  # where MLflow's, Optuna's and Python's own messages go (logs.py)
+    verbose: bool = False  # also show them on stderr
 
     @property
     def directions(self) -> tuple[str, ...]:

@@ -74,8 +74,8 @@ class Space:
         return {name: param.suggest(trial) for name, param in self.params.items()}
 
     def config(self, task: str, suggested: dict, **runtime) -> TrainConfig:
-        """One trial's TrainConfig: fixed values, budget, the suggestion, then runtime settings."""
-        return TrainConfig.from_dict({**self.fixed, **self.budget, **suggested, "task": task, **runtime})
+        """One trial's TrainConfig: the task's defaults, fixed values, budget, the suggestion, then runtime."""
+        return TrainConfig.for_task(task, **{**self.fixed, **self.budget, **suggested, **runtime})
 
     def to_dict(self) -> dict:
         return {"task": self.task, "budget": self.budget, "fixed": self.fixed,

@@ -24,7 +24,7 @@ class SweepError(ThinkerError):
 def trial_budget(settings: SweepSettings) -> tuple[int, int]:
     """(eval_every, max_samples) of the sweep's trials, for the pruner's rungs."""
     space = load_space(settings.space)
-    defaults = TrainConfig()
+    defaults = TrainConfig.for_task(settings.task)
     eval_every = space.budget.get("eval_every", space.fixed.get("eval_every", defaults.eval_every))
     max_samples = settings.max_samples or space.budget.get("max_samples", defaults.max_samples)
     return eval_every, max_samples
@@ -69,23 +69,3 @@ def count(study: optuna.Study, names=FINISHED) -> int:
     """Trials of the study in any of the states `names`."""
     return len(study.get_trials(deepcopy=False, states=states(names)))
 
-
-def quiet_optuna() -> None:
-    """Optuna logs every failed trial with its traceback; the sweep records the reason in one line instead."""
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-
-
-def standing(study_name: str, storage, single_objective: bool) -> dict:
-    """Where a running study stands, for a progress display: finished trials, the best so far, the last end."""
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state.name == "COMPLETE"]
-    best = None
-    if single_objective and complete:
-        best = {"value": study.best_value, "trial": study.best_trial.number}
-    ended = [t for t in trials if t.state.name in (*FINISHED, "FAIL")]
-    last = None
-    if ended:
-        t = max(ended, key=lambda t: t.datetime_complete or t.datetime_start)
-        last = {"trial": t.number, "state": t.state.name, "reason": t.user_attrs.get("fail_reason")}
-    return {"finished": sum(t.state.name in FINISHED for t in trials), "best": best, "last": last}

@@ -3,19 +3,22 @@
     >>> uri = resolve_tracking_uri(None)  # doctest: +SKIP
     >>> tracker = Tracker(uri, "thinker-addition")  # doctest: +SKIP
 
-This is the one module that imports MLflow. A trial's metrics are buffered and sent with one
-`log_batch(..., synchronous=False)` call per evaluation: MLflow's own async logging sends them from
-its queue, so training never waits on the tracking store (one `log_metric` costs ~15 ms on SQLite,
-and a trial logs ~1,000 values). System metrics (CPU, memory, GPU with nvidia-ml-py) come from
-MLflow's monitor, started by `mlflow.start_run(run_id=..., log_system_metrics=True)`.
+This is the one module that imports MLflow. A trial's metrics are buffered and handed, once per
+evaluation, to a background thread that sends them with one `log_batch` call, so training never
+waits on the tracking store (one `log_metric` costs ~15 ms on SQLite, and a trial logs ~1,000
+values). MLflow's own `log_batch(..., synchronous=False)` was measured against this thread: trials
+ran 3-4% slower with it (samples/s with logging over without, one thread: 0.961-0.975 against
+1.02 for the thread), so the thread stays. System metrics (CPU, memory, GPU with nvidia-ml-py)
+come from MLflow's monitor, started by `mlflow.start_run(run_id=..., log_system_metrics=True)`.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
+import queue
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -68,10 +71,8 @@ def check_tracking(uri: str) -> None:
 
 
 def quiet_mlflow() -> None:
-    """MLflow's INFO lines and download bars would bury the sweep's own progress bar."""
+    """MLflow's download bars would tear the sweep's live view (its log lines: `logs.py`)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class Tracker:
@@ -140,35 +141,35 @@ class TrialRun:
     def __init__(self, tracker: Tracker, run_id: str) -> None:
         self.tracker, self.client, self.run_id = tracker, tracker.client, run_id
         self._buffer: list[Metric] = []
-        self._pending: list = []  # MLflow's RunOperations of the batches in flight
+        self._queue: queue.Queue = queue.Queue()
         self._errors: list[str] = []
+        self._thread = threading.Thread(target=self._drain, name=f"mlflow-{run_id[:8]}", daemon=True)
+        self._thread.start()
         self._active = _start_system_metrics(run_id, tracker.uri)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)
         self._buffer.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
         if any(k.startswith("eval_") for k in metrics) or len(self._buffer) >= BATCH_LIMIT:
-            self._send()
+            self._queue.put(self._buffer)
+            self._buffer = []
 
-    def _send(self) -> None:
-        batch, self._buffer = self._buffer, []
-        for i in range(0, len(batch), BATCH_LIMIT):
-            try:
-                self._pending.append(self.client.log_batch(self.run_id, metrics=batch[i:i + BATCH_LIMIT],
-                                                           synchronous=False))
-            except Exception as e:  # keep training; report at the end
-                self._errors.append(one_line(e))
+    def _drain(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            for i in range(0, len(batch), BATCH_LIMIT):
+                try:
+                    self.client.log_batch(self.run_id, metrics=batch[i:i + BATCH_LIMIT])
+                except Exception as e:  # keep training; report at the end
+                    self._errors.append(one_line(e))
 
     def close(self) -> None:
-        """Send what is buffered and wait until MLflow has stored every batch."""
-        if self._buffer:
-            self._send()
-        for operation in self._pending:
-            try:
-                operation.wait()
-            except Exception as e:
-                self._errors.append(one_line(e))
-        self._pending.clear()
+        """Send what is buffered and wait for the background thread."""
+        if self._thread.is_alive():
+            if self._buffer:
+                self._queue.put(self._buffer)
+                self._buffer = []
+            self._queue.put(None)
+            self._thread.join()
 
     def log_artifacts_from(self, folder: str, path: str) -> None:
         self.client.log_artifacts(self.run_id, folder, path)

@@ -15,15 +15,17 @@ import multiprocessing.connection
 import os
 import signal
 import time
+from pathlib import Path
 
 import optuna
 
 from thinker.device import configure_torch
 from thinker.sweeps.interrupt import Interrupt
+from thinker.sweeps.logs import route_library_logs
 from thinker.sweeps.objective import Objective
 from thinker.sweeps.settings import FINISHED, SweepSettings
 from thinker.sweeps.storage import open_storage
-from thinker.sweeps.study import load_study, quiet_optuna, states
+from thinker.sweeps.study import load_study, states
 
 WORKER_GRACE_SECONDS = 60  # after a stop, how long a worker gets to close its trial
 
@@ -45,7 +47,6 @@ class FailureGuard:
 
 def run_worker(settings: SweepSettings, parent_run_id: str, interrupt: Interrupt, worker: int = 0) -> None:
     """Run trials until the study has `settings.trials` finished ones (or the timeout); KeyboardInterrupt on a stop."""
-    quiet_optuna()
     configure_torch(settings.threads)
     study = load_study(settings, open_storage(settings.storage), worker)
     study.optimize(
@@ -57,9 +58,11 @@ def run_worker(settings: SweepSettings, parent_run_id: str, interrupt: Interrupt
 
 
 def _worker_main(settings_dict: dict, parent_run_id: str, worker: int) -> None:
+    settings = SweepSettings(**settings_dict)
+    route_library_logs(Path(settings.log_file) if settings.log_file else None, settings.verbose)
     with Interrupt() as interrupt:
         try:
-            run_worker(SweepSettings(**settings_dict), parent_run_id, interrupt, worker)
+            run_worker(settings, parent_run_id, interrupt, worker)
         except KeyboardInterrupt:
             pass  # the trial was recorded as failed and its run as KILLED; the coordinator reports
 

@@ -60,7 +60,9 @@ def test_bench_table_then_json_with_consistent_rows(tmp_path):
         assert 0 < row["mfu"] <= 1
         assert row["tokens_per_s"] == pytest.approx(row["samples_per_s"] * doc["seq_len"])
         assert row["peak_memory_mb"] > 0 and row["cpu_percent"] is not None
-    assert rows["eager"]["speedup"] == 1.0 and rows["eager"]["peak_source"].startswith("probe")
+    assert rows["eager"]["speedup"] == 1.0 and rows["eager"]["peak_source"].startswith(("probe", "ISA bound"))
+    assert doc["cpu"] and isinstance(doc["cpu_vector"], list) and doc["cpu_threads"] >= 1 and doc["torch"]
+    assert doc["machine"].startswith(doc["cpu"])
     assert rows["batch=128"]["batch_size"] == 128 and rows["batch=128"]["base"] in ("eager", "fused")
     trace = tmp_path / "trace" / "trace-eager.json"
     assert '"forward"' in trace.read_text() and rows["eager"]["trace"] == str(trace)
@@ -110,6 +112,32 @@ def test_scan_stops_at_out_of_memory_and_a_failing_compile_is_a_row(monkeypatch)
     assert scan == {"base": "eager", "batch_sizes": [128, 256, 512], "plateau_batch": None,
                     "stopped": "oom at batch=256"}
     assert rows[0]["peak_source"] == "--peak-tflops" and rows[0]["speedup"] == 1.0
+
+
+def test_mfu_is_never_above_100_percent():
+    rows, _ = run_suite(tiny_config(), torch.device("cpu"), ["eager"], [], warmup=1, iters=2, peak_override=1e-9)
+    assert rows[0]["mfu"] is None and rows[0]["note"].startswith("MFU left out")
+
+
+def test_cpu_peak_is_an_upper_bound_from_the_vector_extensions(monkeypatch):
+    import thinker.bench.peaks as peaks
+
+    monkeypatch.setattr(peaks, "cpu_vector_flags", lambda: ["avx2", "fma"])
+    monkeypatch.setattr(peaks, "cpu_ghz", lambda: 2.0)
+    tflops, source = peaks.cpu_peak("fp32", threads=2)
+    assert tflops == pytest.approx(2 * 2.0 * 1.5 * 32 / 1e3) and "avx2" in source
+    assert peaks.cpu_peak("bf16", threads=2)[0] == tflops  # emulated bf16 is no faster than fp32
+
+
+def test_bf16_is_skipped_by_default_without_native_bf16(monkeypatch):
+    import thinker.bench.variants as variants
+
+    monkeypatch.setattr(variants, "native_bf16", lambda: False)
+    rows, _ = run_suite(tiny_config(), torch.device("cpu"), ["bf16"], [], warmup=1, iters=2, peak_override=1.0)
+    assert rows[0]["status"].startswith("skipped: no native bf16 on this CPU")
+    rows, _ = run_suite(tiny_config(), torch.device("cpu"), ["bf16"], [], warmup=1, iters=2, peak_override=1.0,
+                        explicit=True)
+    assert rows[0]["status"] == "ok"
 
 
 def test_plateau_marks_where_throughput_stops_growing():

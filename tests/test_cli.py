@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,6 +77,46 @@ def test_unwritable_output_directory(tmp_path):
     assert result.exit_code == 2
     assert "cannot be written" in result.stderr
     assert blocker.read_text() == "not a directory"
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux's /proc")
+def test_output_directory_is_probed_not_trusted_to_os_access():
+    """As root, os.access says /proc is writable; creating a file there says otherwise."""
+    result = runner.invoke(app, ["train", "copy", *TINY, "--out", "/proc/nope/run"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("thinker: error: output directory '/proc/nope/run' cannot be written")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_probe_leaves_nothing_behind(tmp_path):
+    from thinker.cli.options import check_writable_dir, check_writable_file
+
+    check_writable_dir(tmp_path / "a" / "b" / "c")
+    existing = tmp_path / "results.json"
+    existing.write_text("keep me")
+    check_writable_file(existing, "--json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"] and existing.read_text() == "keep me"
+
+
+def test_a_failed_save_keeps_the_trained_model(tmp_path, monkeypatch):
+    import thinker.cli.train as train_command
+
+    real_save, tried = train_command.save_checkpoint, []
+
+    def save(out, cfg, result):
+        tried.append(out)
+        if len(tried) == 1:
+            raise FileNotFoundError(2, "No such file or directory")  # the disk went away mid-training
+        return real_save(out, cfg, result)
+
+    monkeypatch.setattr(train_command, "save_checkpoint", save)
+    result = runner.invoke(app, ["train", "copy", *TINY, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "cannot write" in result.stderr and "the trained model is saved in" in result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    rescued = Path(summary["checkpoint"])
+    assert rescued.is_file() and rescued.parent == tried[1] and summary["wanted_out"] == str(tmp_path / "run")
+    assert torch.load(rescued)["model"]
 
 
 def test_console_entry_point_turns_usage_errors_into_one_line():

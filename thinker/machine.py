@@ -48,6 +48,19 @@ def cpu_vector_flags() -> list[str]:
     return [f for f in VECTOR_FLAGS if f in flags]
 
 
+def cpu_ghz() -> float | None:
+    """The clock rate in GHz: cpufreq's maximum where the kernel has it, else /proc/cpuinfo's current one."""
+    try:
+        return int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()) / 1e6
+    except (OSError, ValueError):
+        pass
+    mhz = _cpuinfo().get("cpu MHz")
+    try:
+        return float(mhz) / 1e3 if mhz else None
+    except ValueError:
+        return None
+
+
 def native_bf16() -> bool:
     """True where the CPU has bf16 arithmetic in hardware (AVX512-BF16 or AMX); else bf16 is emulated."""
     return bool({"avx512_bf16", "amx_bf16"} & set(cpu_vector_flags()))

@@ -75,6 +75,9 @@ class Task:
 
     name: ClassVar[str]
     description: ClassVar[str]
+    # Training settings this task needs other than the general defaults (flat TrainConfig fields);
+    # `thinker train`, sweeps (under their space's own values) and the benchmarks all start from them.
+    train_defaults: ClassVar[dict] = {}
 
     def __init__(self, holdout: float = 0.1) -> None:
         if not 0.0 < holdout < 1.0:

@@ -32,6 +32,7 @@ from thinker.cli.options import (
     build_config,
     check_task,
     check_writable_dir,
+    check_writable_file,
     parse_task_options,
 )
 from thinker.cli.progress import progress_bar, stderr
@@ -104,9 +105,7 @@ def bench_command(
     if profile is not None:
         check_writable_dir(profile)
     if json_path is not None:
-        if json_path.is_dir():
-            raise UsageError(f"--json {str(json_path)!r} is a directory")
-        check_writable_dir(json_path.parent)
+        check_writable_file(json_path, "--json")
     if mlflow and importlib.util.find_spec("mlflow") is None:
         raise UsageError("--mlflow needs MLflow installed (pip install mlflow)")
     if variant_names is None:
@@ -119,7 +118,8 @@ def bench_command(
     stderr.print(f"device: {dev} ({reason}); {model['params']:,} parameters, {model['seq_len']} tokens "
                  f"per sample, {model['flops_per_token'] / 1e6:.2f} MFLOP per token")
     rows, scan = _run(cfg, dev, variant_names, scan_sizes, warmup=warmup, iters=iters,
-                      min_seconds=min_seconds, peak_override=peak_tflops, profile_dir=profile)
+                      min_seconds=min_seconds, peak_override=peak_tflops, profile_dir=profile,
+                      explicit=variants is not None)
     settings = {"warmup": warmup, "iters": iters, "min_seconds": min_seconds}
     doc = document(cfg, dev, reason, model, rows, scan, settings)
     if json_path is not None:
@@ -128,10 +128,6 @@ def bench_command(
     if not out.is_terminal:
         out = Console(width=250)  # a file or pipe: keep table rows on one line
     out.print(table(doc))
-    for row in rows:
-        if row["mfu"] is not None and row["mfu"] > 1:
-            stderr.print(f"warning: {row['variant']}: MFU {row['mfu']:.0%} > 100%, so the peak "
-                         f"({row['peak_source']}, {row['peak_tflops']:.3g} TFLOP/s) is too low")
     if scan["plateau_batch"]:
         stderr.print(f"batch scan on {scan['base']}: tokens/s stops growing past batch={scan['plateau_batch']}")
     if scan["stopped"]:

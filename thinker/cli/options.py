@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -72,18 +73,46 @@ def parse_task_options(pairs: list[str] | None) -> dict:
 
 
 def build_config(base: dict, overrides: dict) -> TrainConfig:
-    """A TrainConfig from a flat dict and the options given (None: not given)."""
-    return TrainConfig.from_dict({**base, **{k: v for k, v in overrides.items() if v is not None}})
+    """A TrainConfig from the task's defaults, a flat dict over them and the options given (None: not given)."""
+    values = {**base, **{k: v for k, v in overrides.items() if v is not None}}
+    return TrainConfig.for_task(values.pop("task"), **values)
 
 
 def check_writable_dir(path: Path) -> Path:
-    """Fail early, writing nothing, if `path` cannot become a writable directory."""
+    """Fail early, leaving nothing behind, if `path` cannot become a writable directory.
+
+    It makes the missing directories, creates and removes a probe file in the last, then removes
+    what it made. `os.access` would not do: it says yes to root almost everywhere, and tools like
+    this run as root in containers.
+    """
     if path.exists() and not path.is_dir():
         raise UsageError(f"output directory {str(path)!r} exists and is not a directory")
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"output directory {str(path)!r} cannot be written")
+    made: list[Path] = []
+    try:
+        for folder in [*reversed(path.parents), path]:
+            if not folder.exists():
+                folder.mkdir()
+                made.append(folder)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UsageError(f"output directory {str(path)!r} cannot be written ({e.strerror or e})") from None
+    finally:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return path
 
+
+def check_writable_file(path: Path, option: str) -> Path:
+    """Fail early if `path` is a directory or cannot be written; an existing file is left as it is."""
+    if path.is_dir():
+        raise UsageError(f"{option} {str(path)!r} is a directory")
+    check_writable_dir(path.parent)
+    if path.exists():
+        try:
+            with open(path, "r+b"):  # opens for writing without truncating
+                pass
+        except OSError as e:
+            raise UsageError(f"{option} {str(path)!r} cannot be written ({e.strerror or e})") from None
+    return path

@@ -12,7 +12,7 @@ import threading
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-stderr = Console(stderr=True, soft_wrap=True)  # a message is one line, however narrow the terminal
+stderr = Console(stderr=True, soft_wrap=True, highlight=False)  # one line per message, however narrow
 
 
 def progress_bar(unit: str = "", console: Console | None = None) -> Progress:

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from thinker.cli.options import Storage, UsageError, check_writable_dir
+from thinker.cli.options import Storage, UsageError, check_writable_file
 
 
 def report_command(
@@ -31,9 +31,7 @@ def report_command(
     if not name:
         raise UsageError("name a task or pass --study NAME")
     if csv is not None:
-        check_writable_dir(csv.parent if str(csv.parent) else Path("."))
-        if csv.is_dir():
-            raise UsageError(f"--csv {csv} is a directory")
+        check_writable_file(csv, "--csv")
     found = open_study(name, storage or DEFAULT_STORAGE)
     console = Console()
     rows = best_trials(found, top)

@@ -5,16 +5,26 @@
     thinker sweep addition --trials 50 --storage postgresql://thinker@db/optuna --tracking-uri http://mlflow:5000
 """
 
-import contextlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from thinker.cli.options import Device, Seed, Storage, TrackingUri, UsageError, check_choice, check_task
-from thinker.cli.progress import Poller, progress_bar, stderr
+from thinker.cli.options import (
+    Device,
+    Seed,
+    Storage,
+    TrackingUri,
+    UsageError,
+    check_choice,
+    check_task,
+    check_writable_dir,
+)
+from thinker.cli.progress import stderr
+from thinker.cli.sweep_view import Forecast, watch_trials
 from thinker.device import pick_device
 from thinker.sweeps.settings import OBJECTIVES, PRUNERS, SAMPLERS, SweepSettings
 
@@ -57,9 +67,12 @@ def sweep_command(
     gpus: Annotated[str | None, typer.Option(help="GPU indices to use, e.g. 0,1 [default: the --device one].")] = None,
     device: Device = "auto",
     seed: Seed = 0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show MLflow's and Optuna's own messages.")]
+    = False,
 ) -> None:
     """Search hyperparameters with Optuna; every trial is an MLflow run under one parent run."""
     from thinker.sweeps.coordinator import run_sweep  # noqa: PLC0415 - Optuna and MLflow from here on
+    from thinker.sweeps.logs import route_library_logs  # noqa: PLC0415
     from thinker.sweeps.space import load_space  # noqa: PLC0415
     from thinker.sweeps.storage import DEFAULT_STORAGE, check_url  # noqa: PLC0415
     from thinker.sweeps.tracking import check_tracking, resolve_tracking_uri  # noqa: PLC0415
@@ -86,7 +99,12 @@ def sweep_command(
         device=str(dev), gpus=placement.gpus, jobs=placement.workers, seed=seed, threads=placement.threads,
         placement=placement.reason)
 
-    outcome = run_sweep(settings, watch=watch_trials)
+    log_file = check_writable_dir(Path("runs") / f"sweep-{settings.study}-{time.strftime('%Y%m%d-%H%M%S')}") \
+        / "sweep.log"
+    settings.log_file, settings.verbose = str(log_file), verbose
+    route_library_logs(log_file, verbose, started=False)  # the file appears once the sweep has started
+    forecast = Forecast()
+    outcome = run_sweep(settings, watch=lambda started: watch_trials(started, log_file, forecast))
     s = outcome.summary
     if outcome.status == "already finished":
         stderr.print(f"study {s['study']!r} already has {s['finished']} finished trials "
@@ -97,6 +115,11 @@ def sweep_command(
                      f"({s['complete']} complete, {s['pruned']} pruned, {s['failed']} failed) in "
                      f"{s['sweep_seconds']:.0f}s; best value {best if best is not None else '-'}"
                      + (f" (trial {s['best_trial']})" if s.get("best_trial") is not None else ""))
+    if forecast.summary():
+        stderr.print(forecast.summary())
+    if s.get("parent_run_id"):
+        for line in where_next(settings, s):
+            stderr.print(line)
     print(json.dumps({"status": outcome.status, **s}))
     if outcome.status == "interrupted":
         stderr.print("interrupted: rerun the same command to resume the study")
@@ -120,33 +143,18 @@ def place_workers(device, gpus: list[int], per_device: str, jobs: int | None):
     return plan_workers(device.type, gpus, per_device, os.cpu_count() or 1, free_gib)
 
 
-@contextlib.contextmanager
-def watch_trials(started):
-    """A bar over finished trials with the best value so far and the last trial's end, polled from the storage."""
-    from thinker.sweeps.storage import open_storage, redact  # noqa: PLC0415
-    from thinker.sweeps.study import standing  # noqa: PLC0415
+def where_next(settings, summary: dict) -> list[str]:
+    """The commands and the link that open what this sweep produced."""
+    from thinker.sweeps.storage import DEFAULT_STORAGE, redact  # noqa: PLC0415
 
-    settings = started.settings
-    stderr.print(f"sweep {settings.study!r}: {started.finished_before}/{settings.trials} trials finished; storage "
-                 f"{redact(settings.storage)}; tracking {redact(settings.tracking_uri)} "
-                 f"(parent run {started.parent_run_id})")
-    threads = f"{settings.threads} thread{'s' if settings.threads != 1 else ''}" if settings.threads else \
-        "torch's default threads"
-    stderr.print(f"workers: {settings.jobs} on this machine, {threads} each ({settings.placement})")
-    storage = open_storage(settings.storage, heartbeat=False)
-
-    def update() -> None:
-        now = standing(settings.study, storage, len(settings.directions) == 1)
-        best = f"{now['best']['value']:.4g} (#{now['best']['trial']})" if now["best"] else "-"
-        last = ""
-        if now["last"]:
-            last = f"last #{now['last']['trial']} {now['last']['state'].lower()}"
-            if now["last"]["state"] == "FAIL":
-                last += f": {(now['last']['reason'] or '?')[:60]}"
-        progress.update(task_id, completed=now["finished"], extra=f"best {best}  {last}")
-
-    with progress_bar("trials") as progress:
-        task_id = progress.add_task(settings.study, total=settings.trials, completed=started.finished_before,
-                                    extra="best -")
-        with Poller(update):
-            yield
+    uri, experiment, parent = settings.tracking_uri, summary.get("experiment_id"), summary["parent_run_id"]
+    page = f"#/experiments/{experiment}/runs/{parent}?workflowType=machine_learning"
+    where = [] if settings.tracking_uri.startswith("http") else [f"  mlflow ui --backend-store-uri {uri}"]
+    base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+    study = f" --study {settings.study}" if settings.study != settings.task else ""
+    storage = f" --storage {redact(settings.storage)}" if settings.storage != DEFAULT_STORAGE else ""
+    where += [f"  {redact(base)}/{page}", f"  thinker report {settings.task}{study}{storage}"]
+    if summary.get("best_trial") is not None:
+        where.append(f"  thinker train {settings.task} --from-trial {settings.study}:{summary['best_trial']}{storage}"
+                     "   # rerun the best trial")
+    return ["next:", *where]

@@ -8,6 +8,7 @@ which runs `TrainStep`) -> the progress bar as its logger -> checkpoint and JSON
 """
 
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -85,7 +86,15 @@ def train_command(
     stderr.print(f"device: {dev} ({reason})")
     with training_progress(cfg.max_samples, task) as logger:
         result = train(cfg, logger)
-    checkpoint = save_checkpoint(out, cfg, result)
+    try:
+        checkpoint = save_checkpoint(out, cfg, result)
+    except OSError as e:  # the directory went away or filled up during training: keep the model anyway
+        rescue = Path(tempfile.mkdtemp(prefix=f"thinker-{task}-"))
+        checkpoint = save_checkpoint(rescue, cfg, result)
+        stderr.print(f"thinker: error: cannot write {out} ({e.strerror or e}); the trained model is saved in "
+                     f"{rescue} instead")
+        print(json.dumps({**result.summary(), "checkpoint": str(checkpoint), "wanted_out": str(out)}))
+        raise typer.Exit(1) from None
     stderr.print(f"{task}: exact match {result.exact_match:.2%} after {result.samples:,} samples in "
                  f"{result.train_seconds:.1f}s; best checkpoint {checkpoint}")
     print(json.dumps({**result.summary(), "checkpoint": str(checkpoint)}))

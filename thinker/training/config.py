@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 
 from thinker.errors import ConfigError
 from thinker.model import ThinkerConfig
-from thinker.tasks import SEP, Task
+from thinker.tasks import SEP, TASKS, Task
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 # ThinkerConfig fields a task decides, never set by hand
@@ -114,6 +114,16 @@ class TrainConfig:
             raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
         model = ThinkerConfig(**{k: v for k, v in values.items() if k in MODEL_FIELDS})
         return cls(model=model, **{k: v for k, v in values.items() if k in own})
+
+    @classmethod
+    def for_task(cls, task: str, **values) -> TrainConfig:
+        """The task's own defaults (`Task.train_defaults`), then `values` (flat form) over them.
+
+        >>> TrainConfig.for_task("copy", lr=1e-3).lr
+        0.001
+        """
+        defaults = TASKS[task].train_defaults if task in TASKS else {}
+        return cls.from_dict({**defaults, "task": task, **values})
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with some flat-form fields changed (model fields included)."""
