@@ -10,7 +10,10 @@ Read in the order a sweep runs:
 - `tracking`: MLflow (the one place MLflow is imported for sweeps)
 - `objective`: one trial: suggest, train, report, log
 - `interrupt`: Ctrl-C and SIGTERM as an object passed to whoever must stop
+- `placement`: how many trial processes per device, with how many threads
 - `workers`: worker processes running `study.optimize`
+- `logs`: MLflow's and Optuna's own messages to the sweep's log file
+- `standing`: where a running sweep stands (running trials, ended ones, ETA), for the live view
 - `repair`: MLflow runs left RUNNING by dead workers and invocations
 - `summary`: the sweep's summary, plots and best checkpoint on the parent run
 - `coordinator`: `run_sweep`, which ties these together

@@ -92,16 +92,14 @@ def sweep_command(
     tracking = resolve_tracking_uri(tracking_uri)
     check_tracking(tracking)
     placement = place_workers(dev, gpu_list, trials_per_device, jobs)
+    log_file = check_writable_dir(Path("runs") / f"sweep-{study or task}-{time.strftime('%Y%m%d-%H%M%S')}") \
+        / "sweep.log"
     settings = SweepSettings(
         task=task, trials=trials, study=study or task, storage=storage, tracking_uri=tracking,
         experiment=experiment or f"thinker-{task}", space=str(space.resolve()) if space else task,
         sampler=sampler, pruner=pruner, objective=objective, max_samples=max_samples, timeout=timeout,
         device=str(dev), gpus=placement.gpus, jobs=placement.workers, seed=seed, threads=placement.threads,
-        placement=placement.reason)
-
-    log_file = check_writable_dir(Path("runs") / f"sweep-{settings.study}-{time.strftime('%Y%m%d-%H%M%S')}") \
-        / "sweep.log"
-    settings.log_file, settings.verbose = str(log_file), verbose
+        placement=placement.reason, log_file=str(log_file), verbose=verbose)
     route_library_logs(log_file, verbose, started=False)  # the file appears once the sweep has started
     forecast = Forecast()
     outcome = run_sweep(settings, watch=lambda started: watch_trials(started, log_file, forecast))

@@ -22,8 +22,8 @@ from thinker.model import ThinkerConfig
 from thinker.tasks import SEP, TASKS, Task
 
 PRECISIONS = ("fp32", "tf32", "bf16")
-# ThinkerConfig fields a task decides, never set by hand
-TASK_DERIVED = ("vocab_size", "max_len", "sep_id", "n_segments")
+# ThinkerConfig fields a task decides (model_config fills them in), never set by hand
+TASK_DERIVED = ("vocab_size", "max_len", "sep_id")
 MODEL_FIELDS = tuple(f.name for f in fields(ThinkerConfig) if f.name not in TASK_DERIVED)
 
 
