@@ -8,7 +8,8 @@
 - `peaks`: peak FLOP/s for MFU (GPU datasheet table, or a matmul probe)
 - `monitors`, `nvml`: background readings of CPU%/RSS, or GPU utilisation, memory, power and SM activity
 - `report`: the Rich table, the JSON document and the MLflow run
-- `learning`, `sweep`: how fast the defaults learn, and what the sweep service does per hour
+- `learning`, `thinking`: how fast the defaults learn each task, and whether more thinking steps help
+- `sweep`: what the sweep service does per hour
 
 Nothing here imports Optuna or MLflow at import time: GPU machines run the bench without them.
 """

@@ -1,10 +1,13 @@
-"""How fast the default configuration learns: samples and seconds to the target, over seeds.
+"""How fast the default configuration learns each task: samples and seconds to the target, over seeds.
 
-    python -m thinker.bench.learning                       # addition to 99.9% and copy to 100%, seeds 0-3
-    python -m thinker.bench.learning --tasks addition --seeds 0,1 --json bench/results/learning-cpu.json
+    python -m thinker.bench.learning                                  # every task, seeds 0-3
+    python -m thinker.bench.learning --tasks roll,addition --seeds 0,1 --jobs 2
+    python -m thinker.bench.learning --json bench/results/learning-cpu.json
 
-Each run is exactly `thinker train TASK --seed S` with the defaults (the same TrainConfig), on the
-device given. The table goes to stderr; the last stdout line is one JSON document.
+Each run is `thinker train TASK --seed S` with the task's defaults (`TrainConfig.for_task`), on the
+device given. `--jobs N` runs N trainings at a time, one torch thread each (on 2 cores, two at a
+time finish the set sooner than one with two threads; seconds are then per run under that load).
+The table goes to stderr; the last stdout line is one JSON document.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import json
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import torch
 from rich.console import Console
@@ -22,66 +27,118 @@ from rich.table import Table
 from thinker.machine import describe, label
 from thinker.training import TrainConfig, train
 
-TARGETS = {"addition": 0.999, "copy": 1.0}
+# name -> (task, task options, target held-out exact match)
+BENCHMARKS = {
+    "copy-binary": ("copy", {"alphabet": 2}, 1.0),  # the experiment log's 0/1 sequences
+    "copy": ("copy", {}, 1.0),  # digits 0..10
+    "flip": ("flip", {}, 1.0),
+    "roll": ("roll", {}, 0.99),
+    "sort": ("sort", {}, 0.99),
+    "addition": ("addition", {}, 0.999),
+    "multiply": ("multiply", {}, 0.99),
+}
 
 
-def run(tasks: list[str], seeds: list[int], device: str) -> dict:
-    rows = []
+def run_one(spec: dict) -> dict:
+    """One training from a flat config dict (`overrides` on the task's defaults); a row of results."""
+    torch.set_num_threads(spec.pop("threads"))
+    name = spec.pop("name")
+    cfg = TrainConfig.for_task(spec.pop("task"), **spec)
+    result = train(cfg)
+    return {
+        "name": name, "task": cfg.task, "seed": cfg.seed, "target": cfg.target, "steps": cfg.model.steps,
+        "latent": cfg.model.latent, "params": result.params, "reached": result.samples_to_target is not None,
+        "samples_to_target": result.samples_to_target, "seconds_to_target": result.seconds_to_target,
+        "exact_match": result.exact_match, "samples": result.samples, "train_seconds": round(result.train_seconds, 2),
+        "eval_seconds": round(result.eval_seconds, 2), "step_ms": round(result.step_ms, 3),
+        "restarts": result.restarts,
+    }
+
+
+def run_many(specs: list[dict], jobs: int, threads: int) -> list[dict]:
+    """Every spec, `jobs` at a time in spawned processes (in this process when jobs is 1)."""
     console = Console(stderr=True)
-    for task in tasks:
-        for seed in seeds:
-            cfg = TrainConfig(task=task, seed=seed, device=device, target=TARGETS.get(task, TrainConfig.target))
-            result = train(cfg)
-            rows.append({
-                "task": task, "seed": seed, "target": cfg.target, "reached": result.samples_to_target is not None,
-                "samples_to_target": result.samples_to_target, "seconds_to_target": result.seconds_to_target,
-                "exact_match": result.exact_match, "samples": result.samples,
-                "train_seconds": round(result.train_seconds, 2), "eval_seconds": round(result.eval_seconds, 2),
-                "step_ms": round(result.step_ms, 3), "restarts": result.restarts,
-            })
-            r = rows[-1]
-            console.print(f"{task} seed {seed}: exact match {r['exact_match']:.4f} after {r['samples']:,} samples, "
-                          f"{r['train_seconds']:.1f}s")
+    specs = [{**spec, "threads": threads} for spec in specs]
+    rows = []
+
+    def done(row: dict) -> None:
+        rows.append(row)
+        reached = f"{row['samples_to_target']:,} samples" if row["reached"] else "not reached"
+        console.print(f"{row['name']} seed {row['seed']}: {reached}, exact match {row['exact_match']:.4f} after "
+                      f"{row['samples']:,} samples, {row['train_seconds']:.1f}s")
+
+    if jobs == 1:
+        for spec in specs:
+            done(run_one(spec))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            for row in pool.map(run_one, specs):
+                done(row)
+    return rows
+
+
+def machine_record(device: str, jobs: int, threads: int) -> dict:
     machine = describe(torch.device(device))
-    return {"device": device, **machine, "machine": label(machine), "threads": torch.get_num_threads(),
-            "date": time.strftime("%Y-%m-%d"), "config": TrainConfig().to_dict(), "rows": rows}
+    machine["cpu_threads"] = threads
+    return {"device": device, **machine, "machine": label(machine), "jobs": jobs, "threads": threads,
+            "date": time.strftime("%Y-%m-%d")}
 
 
 def table(report: dict) -> Table:
     t = Table("task", "seed", "target", "samples to target", "seconds to target", "exact match", "restarts",
-              title=f"default configuration on {report['machine']}")
+              title=f"default configuration on {report['machine']}, {report['jobs']} at a time")
     for r in report["rows"]:
-        t.add_row(r["task"], str(r["seed"]), f"{r['target']:.3f}",
+        t.add_row(r["name"], str(r["seed"]), f"{r['target']:.3f}",
                   f"{r['samples_to_target']:,}" if r["reached"] else f"not reached in {r['samples']:,}",
                   f"{r['seconds_to_target']:.1f}" if r["reached"] else f"({r['train_seconds']:.1f})",
                   f"{r['exact_match']:.4f}", str(r["restarts"]))
-    for task in dict.fromkeys(r["task"] for r in report["rows"]):
-        reached = [r for r in report["rows"] if r["task"] == task and r["reached"]]
+    for name in dict.fromkeys(r["name"] for r in report["rows"]):
+        reached = [r for r in report["rows"] if r["name"] == name and r["reached"]]
         if reached:
-            t.add_row(task, "median", "", f"{statistics.median(r['samples_to_target'] for r in reached):,.0f}",
+            t.add_row(name, "median", "", f"{statistics.median(r['samples_to_target'] for r in reached):,.0f}",
                       f"{statistics.median(r['seconds_to_target'] for r in reached):.1f}", "", "")
     return t
 
 
+def parse_seeds(parser: argparse.ArgumentParser, text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        parser.error(f"--seeds takes integers like 0,1,2; got {text!r}")
+
+
+def write(report: dict, path: str | None) -> None:
+    """The JSON report to `path` (if given), and as the last line of stdout."""
+    if path:
+        with open(path, "w") as f:
+            f.write(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report))
+    sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="addition,copy")
+    parser.add_argument("--tasks", default=",".join(BENCHMARKS), help=f"from {', '.join(BENCHMARKS)}")
     parser.add_argument("--seeds", default="0,1,2,3")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at a time")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per training [default: 1 with --jobs "
+                                                                   "above 1, else torch's default]")
     parser.add_argument("--json", help="also write the JSON report to this file")
     args = parser.parse_args(argv)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        parser.error(f"--seeds takes integers like 0,1,2; got {args.seeds!r}")
-    report = run(args.tasks.split(","), seeds, args.device)
+    seeds = parse_seeds(parser, args.seeds)
+    names = args.tasks.split(",")
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    threads = args.threads or (1 if args.jobs > 1 else torch.get_num_threads())
+    specs = [{"name": name, "task": BENCHMARKS[name][0], "task_options": BENCHMARKS[name][1],
+              "target": BENCHMARKS[name][2], "seed": seed, "device": args.device} for name in names for seed in seeds]
+    rows = run_many(specs, args.jobs, threads)
+    report = {**machine_record(args.device, args.jobs, threads),
+              "defaults": {name: TrainConfig.for_task(BENCHMARKS[name][0]).to_dict() for name in names}, "rows": rows}
     Console(stderr=True).print(table(report))
-    text = json.dumps(report)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(json.dumps(report, indent=2) + "\n")
-    print(text)
-    sys.stdout.flush()
+    write(report, args.json)
 
 
 if __name__ == "__main__":

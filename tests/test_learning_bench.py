@@ -1,0 +1,33 @@
+"""The learning benchmarks' machinery on tiny runs: `pytest tests/test_learning_bench.py`."""
+
+import json
+
+from thinker.bench.learning import run_many
+from thinker.bench.thinking import VARIANTS, plot, summarise
+
+TINY = {"task": "copy", "task_options": {"alphabet": 2, "length": 4}, "target": 1.0, "device": "cpu",
+        "max_samples": 2048, "eval_every": 1024, "eval_size": 128, "long_eval_size": 0, "d_model": 16,
+        "n_heads": 2, "n_layers": 1}
+
+
+def test_runs_report_samples_to_target_per_seed():
+    rows = run_many([{**TINY, "name": "copy-binary", "seed": seed} for seed in (0, 1)], jobs=1, threads=1)
+    assert [r["seed"] for r in rows] == [0, 1] and all(r["name"] == "copy-binary" for r in rows)
+    for r in rows:
+        assert r["samples"] <= 2048 and (r["samples_to_target"] is not None) == r["reached"]
+        assert r["params"] > 0 and r["steps"] == 2 and r["latent"] == 4
+    json.dumps(rows)  # the report is JSON
+
+
+def test_thinking_summary_and_plot(tmp_path):
+    rows = [{"name": "roll", "variant": variant, "seed": seed, "target": 0.99, "reached": seed != 1,
+             "samples_to_target": 8192 * (i + 1) if seed != 1 else None, "samples": 50_000,
+             "exact_match": 0.999 if seed != 1 else 0.5, "train_seconds": 10.0, "params": 1000}
+            for i, variant in enumerate(VARIANTS) for seed in (0, 1)]
+    summary = summarise(rows)
+    assert [s["variant"] for s in summary] == list(VARIANTS)
+    assert summary[0]["reached"] == 1 and summary[0]["median_samples_to_target"] == 8192
+    assert summary[0]["mean_exact_match"] == (0.999 + 0.5) / 2
+    path = tmp_path / "thinking.png"
+    plot({"rows": rows, "seeds": [0, 1], "machine": "test"}, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
