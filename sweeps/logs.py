@@ -40,6 +40,8 @@ def route_library_logs(path: Path | None, verbose: bool = False, started: bool =
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):  # MLflow and Optuna install their own stderr handlers
             logger.removeHandler(handler)
+            if isinstance(handler, _LogFile):  # an earlier sweep's file, in this same process
+                handler.close()
         for handler in handlers:
             logger.addHandler(handler)
         logger.setLevel(level)
