@@ -7,8 +7,8 @@ This is the one module that imports MLflow. A trial's metrics are buffered and h
 evaluation, to a background thread that sends them with one `log_batch` call, so training never
 waits on the tracking store (one `log_metric` costs ~15 ms on SQLite, and a trial logs ~1,000
 values). MLflow's own `log_batch(..., synchronous=False)` was measured against this thread: trials
-ran 3-4% slower with it (samples/s with logging over without, one thread: 0.961-0.975 against
-1.02 for the thread), so the thread stays. System metrics (CPU, memory, GPU with nvidia-ml-py)
+ran 3-4% slower with it (samples/s with logging over without, one thread, three rounds: 0.961-0.976
+against 1.004-1.029 for the thread), so the thread stays. System metrics (CPU, memory, GPU with nvidia-ml-py)
 come from MLflow's monitor, started by `mlflow.start_run(run_id=..., log_system_metrics=True)`.
 """
 
