@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import thinker.model as model_module
 from thinker.model import Attention, Thinker, ThinkerConfig, rotate, segment_positions
 
 
@@ -25,14 +26,14 @@ class SwappedAttention(Attention):
     """The experiment log's bug: attention run over (sequence, batch, ...) as if it were (batch, sequence, ...),
     so every position attends across the batch instead of along its own sequence."""
 
-    def forward(self, x, cache, bias=None, rotation=None):
+    def forward(self, x, cache, bias=None, rotation=None, tail=None):
         return super().forward(x.transpose(0, 1), cache).transpose(0, 1)
 
 
 class InPlaceCacheAttention(Attention):
     """The experiment log's other bug: keys and values written into a preallocated cache by slice assignment."""
 
-    def forward(self, x, cache, bias=None, rotation=None):
+    def forward(self, x, cache, bias=None, rotation=None, tail=None):
         B, S, D = x.shape
         H = self.n_heads
         q, k, v = self.qkv(x).split(D, dim=2)
@@ -140,13 +141,13 @@ def test_backward_check_fails_on_an_in_place_cache_write(tiny_model_config):
 def test_later_steps_attend_to_earlier_steps(tiny_model_config, monkeypatch):
     """With one step the cache holds one entry; step s sees the keys of steps 0..s."""
     seen = []
-    original = F.scaled_dot_product_attention
+    original = model_module.attend
 
-    def spy(q, k, v, **kw):
+    def spy(q, k, v, *args):
         seen.append(k.shape[2])
-        return original(q, k, v, **kw)
+        return original(q, k, v, *args)
 
-    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    monkeypatch.setattr(model_module, "attend", spy)
     build(tiny_model_config).eval()(tokens(length=6))
     state = tiny_model_config.latent + 6
     assert seen == [state * (s + 1) for s in range(tiny_model_config.steps)]
@@ -195,3 +196,30 @@ def test_flops_per_token_matches_a_count_of_the_forward_pass(tiny_model_config, 
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         ThinkerConfig(**bad)
+
+
+def test_shared_layout_and_tail_give_the_full_forward_pass_answers():
+    """The fast path (one position layout per batch, last block for the answer rows only) is the same function."""
+    from thinker.tasks import make_task
+
+    task = make_task("addition", max_operand=200)
+    model = build(ThinkerConfig(vocab_size=task.vocab_size, max_len=task.max_len, d_model=32, n_heads=2,
+                                n_layers=2, latent=3, steps=3)).eval()
+    batch = task.sample(64, torch.Generator().manual_seed(0))
+    full = model(batch.inputs)[:, -batch.answers:]
+    torch.testing.assert_close(model(batch.inputs, shared_layout=True, tail=batch.answers), full,
+                               rtol=1e-5, atol=1e-5)
+    per_step = model.logits_per_step(batch.inputs, shared_layout=True, tail=batch.answers)
+    assert len(per_step) == 3
+    torch.testing.assert_close(per_step[-1], full, rtol=1e-5, atol=1e-5)
+
+
+def test_steps_at_test_time_are_the_same_weights_applied_more_often(tiny_model_config):
+    model = build(tiny_model_config).eval()
+    x = tokens()
+    other = Thinker(ThinkerConfig(**{**tiny_model_config.to_dict(), "steps": 7})).eval()
+    other.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model(x, steps=7), other(x))
+    assert not torch.allclose(model(x, steps=1), model(x))
+    with pytest.raises(ValueError, match="steps must be positive"):
+        model(x, steps=0)

@@ -36,6 +36,7 @@ class Batch:
     inputs: torch.Tensor  # (B, T) token ids
     targets: torch.Tensor  # (B, T) answer ids at answer slots, PAD elsewhere
     mask: torch.Tensor  # (B, T) True at answer slots
+    answers: int = 0  # answer slots per problem: the last `answers` tokens of every row
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -182,7 +183,7 @@ def _layout(operands: list[torch.Tensor], answer: torch.Tensor) -> Batch:
     prompt = torch.cat(pieces, dim=1)
     inputs = torch.cat([prompt, torch.full_like(answer, ANS)], dim=1)
     targets = torch.cat([torch.full_like(prompt, PAD), answer], dim=1)
-    return Batch(inputs, targets, targets != PAD)
+    return Batch(inputs, targets, targets != PAD, answer.shape[1])
 
 
 class CopyTask(_SequenceTask):

@@ -30,9 +30,11 @@ def evaluate(model: Thinker, batches: list[Batch], chunk: int = 1024, autocast=N
     loss_sum, tokens, right_tokens, exact, samples = 0.0, 0, 0, 0, 0
     for batch in batches:
         for i in range(0, len(batch), chunk):
-            inputs, targets, mask = (t[i:i + chunk] for t in (batch.inputs, batch.targets, batch.mask))
+            inputs = batch.inputs[i:i + chunk]
+            # every task puts its answer slots last: score those only
+            targets, mask = batch.targets[i:i + chunk, -batch.answers:], batch.mask[i:i + chunk, -batch.answers:]
             with autocast or contextlib.nullcontext():
-                logits = model(inputs)
+                logits = model(inputs, shared_layout=True, tail=batch.answers)
             n_answer = mask.sum()
             loss_sum += (masked_loss(logits, targets) * n_answer).item()  # .item(): sync point
             right = (logits.argmax(-1) == targets) & mask

@@ -127,8 +127,9 @@ class TrainStep:
         self.model.train()
         with record_function("forward"):
             with self.autocast():
-                logits = self.forward(batch.inputs)  # (B, T, vocab)
-            loss = masked_loss(logits, batch.targets)
+                # only the answer slots' logits, computed from one position layout for the batch
+                logits = self.forward(batch.inputs, shared_layout=True, tail=batch.answers)  # (B, A, vocab)
+            loss = masked_loss(logits, batch.targets[:, -batch.answers:])
             if self.loss_hook is not None:
                 loss = self.loss_hook(self.samples, loss)
         timer.mark()
