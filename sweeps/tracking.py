@@ -216,6 +216,31 @@ def run_config(uri: str, run_id: str) -> dict:
     return json.loads(text)
 
 
+def download_checkpoint(uri: str, run_id: str, dest: str) -> Path:
+    """The model.pt a trial run (its `checkpoint/`) or a sweep's parent run (its `best_trial/`) holds."""
+    quiet_mlflow()
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        raise TrackingError(f"no MLflow run {run_id} in {redact(uri)}") from None
+    for folder in ("checkpoint", "best_trial"):
+        try:
+            return Path(client.download_artifacts(run_id, f"{folder}/model.pt", dest))
+        except (MlflowException, OSError):
+            continue
+    raise TrackingError(f"MLflow run {run_id} holds no checkpoint (only completed trials save one)")
+
+
+def log_metrics(uri: str, run_id: str, metrics: dict[str, float]) -> None:
+    """Add metrics to an existing run (a trial's, after the fact)."""
+    quiet_mlflow()
+    try:
+        log_now(MlflowClient(tracking_uri=uri), run_id, metrics)
+    except MlflowException as e:
+        raise TrackingError(f"cannot log to MLflow run {run_id}: {one_line(e)}") from None
+
+
 def log_now(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
     now = int(time.time() * 1000)
     entries = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]

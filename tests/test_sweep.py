@@ -200,3 +200,22 @@ def test_placement_of_trials_on_devices():
     assert plan_workers("cuda", [0, 1], "3", cpu_count=16).workers == 6
     result = runner.invoke(app, ["sweep", "copy", "--trials-per-device", "many"])
     assert result.exit_code == 2 and "--trials-per-device takes a positive number or auto" in result.stderr
+
+
+def test_eval_and_predict_a_trial_by_study_and_by_mlflow_run():
+    assert sweep("--trials", "1", "--pruner", "none").exit_code == 0
+    trial = study().trials[0]
+    result = runner.invoke(app, ["eval", f"copy:{trial.number}", "--exhaustive", "--long", "0", "--mlflow"])
+    assert result.exit_code == 0, result.output
+    summary = last_json(result)
+    assert summary["mode"] == "exhaustive" and summary["all_problems"] == 5 ** 4
+    run_id = trial.user_attrs["mlflow_run_id"]
+    assert summary["mlflow_run_id"] == run_id
+    client, _, _ = runs()
+    logged = client.get_run(run_id).data.metrics
+    assert logged["exhaustive_all_exact_match"] == pytest.approx(summary["all_exact_match"])
+    result = runner.invoke(app, ["predict", run_id, "0 1 2 3", "--json"])
+    assert result.exit_code == 0, result.output
+    assert last_json(result)["expected"] == "0 1 2 3"
+    result = runner.invoke(app, ["eval", "copy:99"])
+    assert result.exit_code == 2 and "study 'copy' has no trial 99" in result.stderr

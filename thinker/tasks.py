@@ -26,9 +26,14 @@ import torch
 from thinker.errors import ConfigError
 
 PAD, SEP, ANS = 0, 1, 2
+DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"  # digit symbols of numbers in bases up to 36
 FIRST_SYMBOL = 3  # token id of symbol 0
 SPLITS = ("train", "eval", "long")
 _MASK31 = 0x7FFFFFFF
+
+
+class ProblemError(ConfigError):
+    """A problem written in a task's notation that the task cannot read (bad symbol, length, range)."""
 
 
 @dataclass
@@ -109,21 +114,26 @@ class Task:
         what a GPU step and a captured CUDA graph need. The default keeps the original stream of
         problems (and so every CPU figure measured with it).
         """
+        return self.encode(self.problems(batch_size, generator, split, fixed_shape), long=split == "long")
+
+    def problems(self, n: int, generator: torch.Generator, split: str = "train",
+                 fixed_shape: bool = False) -> torch.Tensor:
+        """`n` raw problems of one split (what `sample` encodes), one per row."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if split == "long":
-            return self.encode(self.draw(batch_size, generator, long=True), long=True)
+            return self.draw(n, generator, long=True)
         keep_held_out = split == "eval"
         if fixed_shape:
-            return self.encode(self._draw_fixed(batch_size, generator, keep_held_out))
+            return self._draw_fixed(n, generator, keep_held_out)
         chunks, have = [], 0
         for _ in range(1000):
-            problems = self.draw(batch_size, generator, long=False)
+            problems = self.draw(n, generator, long=False)
             problems = problems[self.is_held_out(problems) == keep_held_out]
             chunks.append(problems)
             have += problems.shape[0]
-            if have >= batch_size:
-                return self.encode(torch.cat(chunks)[:batch_size])
+            if have >= n:
+                return torch.cat(chunks)[:n]
         raise ConfigError(f"{self.name}: could not draw {split} problems; is the problem space too small?")
 
     def _draw_fixed(self, batch_size: int, generator: torch.Generator, keep_held_out: bool) -> torch.Tensor:
@@ -140,6 +150,31 @@ class Task:
         order = torch.sort((~wanted).to(torch.uint8), stable=True).indices[:batch_size]  # wanted first
         chosen = problems[order]
         return torch.where(wanted[order, None], chosen, chosen[:1])
+
+    # -- every problem, and the task's own notation (what `thinker eval` prints, `predict` reads) --
+    def space_size(self) -> int:
+        """How many distinct training-length problems there are."""
+        raise NotImplementedError
+
+    def problems_at(self, index: torch.Tensor) -> torch.Tensor:
+        """Problem number `index` (0..space_size-1) of the training-length problems, one per row."""
+        raise NotImplementedError
+
+    def parse(self, text: str) -> tuple[list[int], bool]:
+        """A problem row from its notation, and whether it is longer than training; ProblemError if bad."""
+        raise NotImplementedError
+
+    def show(self, problem: list[int]) -> str:
+        """A problem in the task's notation, as `parse` reads it."""
+        raise NotImplementedError
+
+    def show_answer(self, symbols: list[int]) -> str:
+        """An answer (symbol ids, token order; anything outside the alphabet shows as ?)."""
+        raise NotImplementedError
+
+    def reading_order(self, values: list) -> list:
+        """Per-answer-token values (confidences, say) in the order `show_answer` writes the tokens."""
+        return list(values)
 
     def options(self) -> dict:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
@@ -173,6 +208,30 @@ class _SequenceTask(Task):
 
     def encode(self, problems: torch.Tensor, long: bool = False) -> Batch:
         return _layout([problems + FIRST_SYMBOL], self.answer(problems) + FIRST_SYMBOL)
+
+    def space_size(self) -> int:
+        return self.alphabet ** self.length
+
+    def problems_at(self, index: torch.Tensor) -> torch.Tensor:
+        return to_digits(index, self.alphabet, self.length)
+
+    def parse(self, text: str) -> tuple[list[int], bool]:
+        return self._symbols(text.replace(",", " ").split(), text)
+
+    def _symbols(self, words: list[str], text: str) -> tuple[list[int], bool]:
+        if len(words) not in (self.length, self.long_length):
+            raise ProblemError(f"{text.strip()!r}: {self.name} takes {self.length} symbols ({self.long_length} "
+                               f"for a longer-than-training problem), got {len(words)}")
+        bad = [w for w in words if not (w.isdigit() and int(w) < self.alphabet)]
+        if bad:
+            raise ProblemError(f"{text.strip()!r}: unknown symbol {bad[0]!r}; symbols are 0..{self.alphabet - 1}")
+        return [int(w) for w in words], len(words) == self.long_length
+
+    def show(self, problem: list[int]) -> str:
+        return " ".join(map(str, problem))
+
+    def show_answer(self, symbols: list[int]) -> str:
+        return " ".join(str(s) if 0 <= s < self.alphabet else "?" for s in symbols)
 
 
 def _layout(operands: list[torch.Tensor], answer: torch.Tensor) -> Batch:
@@ -243,9 +302,29 @@ class RollTask(_SequenceTask):
         shift_token = FIRST_SYMBOL + self.alphabet + k
         return _layout([x + FIRST_SYMBOL, shift_token], y + FIRST_SYMBOL)
 
+    def space_size(self) -> int:
+        return super().space_size() * self.length
+
+    def problems_at(self, index: torch.Tensor) -> torch.Tensor:
+        return torch.cat([super().problems_at(index // self.length), (index % self.length)[:, None]], dim=1)
+
+    def parse(self, text: str) -> tuple[list[int], bool]:
+        symbols, sep, shift = text.partition(">>")
+        if not sep:
+            raise ProblemError(f"{text.strip()!r}: write a roll as SYMBOLS >> K, e.g. '1 2 3 4 5 6 7 8 >> 2'")
+        problem, long = self._symbols(symbols.replace(",", " ").split(), text)
+        if not (shift.strip().isdigit() and int(shift) < len(problem)):
+            raise ProblemError(f"{text.strip()!r}: the shift must be 0..{len(problem) - 1}, got {shift.strip()!r}")
+        return [*problem, int(shift)], long
+
+    def show(self, problem: list[int]) -> str:
+        return f"{super().show(problem[:-1])} >> {problem[-1]}"
+
 
 class _ArithmeticTask(Task):
     """Two numbers in `base`, each 0..max_operand, digits least significant first."""
+
+    operator: ClassVar[str]
 
     def __init__(self, base: int = 16, max_operand: int = 1000, holdout: float = 0.1) -> None:
         super().__init__(holdout)
@@ -284,6 +363,46 @@ class _ArithmeticTask(Task):
         answer = to_digits(self.combine(a, b), self.base, self.answer_digits(width))
         return _layout(operands, answer + FIRST_SYMBOL)
 
+    def space_size(self) -> int:
+        return (self.max_operand + 1) ** 2
+
+    def problems_at(self, index: torch.Tensor) -> torch.Tensor:
+        return torch.stack([index // (self.max_operand + 1), index % (self.max_operand + 1)], dim=1)
+
+    def parse(self, text: str) -> tuple[list[int], bool]:
+        parts = text.replace("×", "*").split(self.operator)
+        if len(parts) != 2 or not all(p.strip() for p in parts):
+            raise ProblemError(f"{text.strip()!r}: write a problem as A {self.operator} B, e.g. "
+                               f"'3e8 {self.operator} 2f'")
+        longest = self.base ** (self.digits + 1) - 1
+        values = []
+        for part in parts:
+            word = part.strip().lower()
+            bad = [c for c in word if c not in DIGITS[:self.base]]
+            if bad or self.base > len(DIGITS):
+                raise ProblemError(f"{text.strip()!r}: {bad[0] if bad else word!r} is not a base-{self.base} digit")
+            value = int(word, self.base)
+            if value > longest:
+                raise ProblemError(f"{text.strip()!r}: {word} is out of range; operands are "
+                                   f"0..{self.number(self.max_operand)} (up to {self.number(longest)} for a "
+                                   "longer-than-training problem)")
+            values.append(value)
+        return values, max(values) > self.max_operand
+
+    def number(self, value: int) -> str:
+        """`value` written in the task's base."""
+        return self.show_answer(to_digits(torch.tensor([value]), self.base, n_digits(value, self.base))[0].tolist())
+
+    def show(self, problem: list[int]) -> str:
+        return f" {self.operator} ".join(self.number(v) for v in problem)
+
+    def reading_order(self, values: list) -> list:
+        return list(reversed(values))  # numbers are shown most significant digit first
+
+    def show_answer(self, symbols: list[int]) -> str:
+        text = "".join(DIGITS[s] if 0 <= s < min(self.base, len(DIGITS)) else "?" for s in reversed(symbols))
+        return text.lstrip("0") or "0"
+
 
 class AdditionTask(_ArithmeticTask):
     """a + b in base 16, least significant digit first: ``8e3 + 8e3 = 0d7 0`` (0x3e8 + 0x3e8 = 0x7d0).
@@ -292,6 +411,7 @@ class AdditionTask(_ArithmeticTask):
     """
 
     name = "addition"
+    operator = "+"
     description = "add two numbers (base 16, operands 0..1000 by default)"
 
     def answer_digits(self, operand_digits: int) -> int:
@@ -306,6 +426,7 @@ class MultiplyTask(_ArithmeticTask):
     """a * b in base 16, least significant digit first: ``f0 * 2 = e1 0`` (0x0f * 0x02 = 0x1e)."""
 
     name = "multiply"
+    operator = "*"
     description = "multiply two numbers (base 16, operands 0..255 by default)"
 
     def __init__(self, base: int = 16, max_operand: int = 255, holdout: float = 0.1) -> None:

@@ -2,6 +2,8 @@
 
     thinker tasks
     thinker train addition --device cpu
+    thinker eval runs/addition-… --exhaustive
+    thinker predict runs/addition-… 3e8+3e8
     thinker sweep addition --trials 50
     thinker bench --device cuda
 
@@ -17,7 +19,8 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from thinker.cli import bench, report, sweep, tasks, train
+from thinker.cli import bench, predict, report, sweep, tasks, train
+from thinker.cli import eval as eval_
 from thinker.errors import ThinkerError
 
 
@@ -55,6 +58,8 @@ app = typer.Typer(
 COMMANDS = {
     "tasks": tasks.tasks_command,
     "train": train.train_command,
+    "eval": eval_.eval_command,
+    "predict": predict.predict_command,
     "sweep": sweep.sweep_command,
     "report": report.report_command,
     "bench": bench.bench_command,

@@ -1,0 +1,163 @@
+"""`thinker eval` and `thinker predict`: scoring against an independent reference, notation, bad input."""
+
+import csv
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tests.conftest import tiny_train
+from thinker.cli import app
+from thinker.exam import breakdowns, carry_chains, examine
+from thinker.model import Thinker
+from thinker.tasks import FIRST_SYMBOL, TASKS, ProblemError, make_task
+from thinker.training import load_checkpoint, save_checkpoint, train
+
+runner = CliRunner()
+ADDITION = {"base": 16, "max_operand": 40}  # 1,681 problems: exhaustive in a blink
+
+
+@pytest.fixture(scope="module")
+def addition_run(tmp_path_factory):
+    """A small addition model trained for a few seconds: right on most problems, wrong on some."""
+    torch.set_num_threads(1)
+    cfg = tiny_train(task="addition", task_options=ADDITION, steps=2, max_samples=12_288, target=2.0)
+    out = tmp_path_factory.mktemp("addition")
+    save_checkpoint(out, cfg, train(cfg))
+    return out
+
+
+def naive_wrong(model: Thinker, task, problems: torch.Tensor) -> set[tuple[int, ...]]:
+    """The reference: one problem at a time, the plain full forward pass, every position compared."""
+    wrong = set()
+    with torch.no_grad():
+        for row in problems:
+            batch = task.encode(row[None])
+            predicted = model(batch.inputs).argmax(-1)
+            if not torch.equal(predicted[batch.mask], batch.targets[batch.mask]):
+                wrong.add(tuple(row.tolist()))
+    return wrong
+
+
+def test_exhaustive_scores_agree_with_a_problem_by_problem_reference(addition_run):
+    loaded = load_checkpoint(addition_run)
+    exam = examine(loaded.model, loaded.task, exhaustive=True, long_size=0, workers=2)
+    assert exam.mode == "exhaustive" and exam.scores.size == 41 * 41
+    found = {tuple(exam.scores.problems[i].tolist()) for i in exam.wrong().tolist()}
+    assert 0 < len(found) < 41 * 41  # a model that is neither perfect nor useless, so the comparison means something
+    assert found == naive_wrong(loaded.model, loaded.task, exam.scores.problems)
+    figures = exam.figures()
+    assert figures["held_out"]["problems"] + figures["train"]["problems"] == 41 * 41
+    assert figures["all"]["wrong"] == len(found)
+
+
+def test_breakdowns_account_for_every_problem_and_every_wrong_one(addition_run):
+    loaded = load_checkpoint(addition_run)
+    exam = examine(loaded.model, loaded.task, exhaustive=True, long_size=0)
+    parts = breakdowns(exam)
+    wrong = int((~exam.scores.right).sum())
+    for name in ("operand digits", "longest carry chain"):
+        assert sum(r["problems"] for r in parts[name]) == exam.scores.size
+        assert sum(r["wrong"] for r in parts[name]) == wrong
+    assert sum(r["wrong"] for r in parts["first wrong answer position"]) == wrong
+    assert [r["label"] for r in parts["operand digits"]] == ["1 and 1", "1 and 2", "2 and 1", "2 and 2"]
+
+
+def test_carry_chains():
+    a = torch.tensor([0x0, 0x1, 0xff, 0x1ff, 0x10, 0xf0f])
+    b = torch.tensor([0x0, 0xf, 0x01, 0x001, 0x10, 0x0f1])
+    assert carry_chains(a, b, 16).tolist() == [0, 1, 2, 2, 0, 3]
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_notation_round_trips(name):
+    task = make_task(name)
+    g = torch.Generator().manual_seed(0)
+    for split, long in (("train", False), ("long", True)):
+        for row in task.problems(20, g, split).tolist():
+            assert task.parse(task.show(row)) == (row, long)
+    batch = task.sample(5, g)
+    for expected in (batch.targets[:, -batch.answers:] - FIRST_SYMBOL).tolist():
+        assert "?" not in task.show_answer(expected)
+
+
+def test_problems_at_enumerates_each_problem_once():
+    for task in (make_task("addition", max_operand=20), make_task("roll", alphabet=3, length=4),
+                 make_task("copy", alphabet=2, length=5)):
+        every = task.problems_at(torch.arange(task.space_size()))
+        assert len({tuple(r) for r in every.tolist()}) == task.space_size()
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("addition", "3g8 + 1", "'g' is not a base-16 digit"),
+    ("addition", "12345 + 1", "12345 is out of range; operands are 0..3e8"),
+    ("addition", "3e8 - 1", "write a problem as A + B"),
+    ("multiply", "ff + 2", "write a problem as A * B"),
+    ("copy", "0 1 2", "copy takes 8 symbols (12 for a longer-than-training problem), got 3"),
+    ("copy", "0 1 2 3 4 5 6 x", "unknown symbol 'x'; symbols are 0..10"),
+    ("flip", "0 1 2 3 4 5 6 11", "unknown symbol '11'"),
+    ("roll", "0 1 2 3 4 5 6 7", "write a roll as SYMBOLS >> K"),
+    ("roll", "0 1 2 3 4 5 6 7 >> 8", "the shift must be 0..7"),
+])
+def test_bad_problems_name_what_is_wrong(name, text, message):
+    with pytest.raises(ProblemError, match="^" + repr(text).replace("+", r"\+").replace(".", r"\.")) as info:
+        make_task(name).parse(text)
+    assert message in str(info.value)
+
+
+def test_eval_cli_tables_csv_and_json(addition_run, tmp_path):
+    wrong_csv = tmp_path / "wrong.csv"
+    result = runner.invoke(app, ["eval", str(addition_run), "--exhaustive", "--long", "100", "--csv", str(wrong_csv)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["mode"] == "exhaustive" and summary["all_problems"] == 41 * 41
+    assert summary["long_problems"] == 100
+    rows = list(csv.DictReader(wrong_csv.open()))
+    assert len(rows) == summary["all_wrong"] + summary["long_wrong"]
+    first = rows[0]
+    assert f"{first['problem']} = {first['expected']}, got {first['got']}" in result.stdout
+    assert "by longest carry chain" in result.stdout
+
+
+def test_eval_with_more_and_fewer_thinking_steps(addition_run):
+    result = runner.invoke(app, ["eval", str(addition_run), "--steps", "1,2,4", "--sample", "200", "--long", "0"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [row["steps"] for row in summary["by_steps"]] == [1, 2, 4]
+    assert "2 (trained)" in result.stdout
+
+
+def test_predict_answers_good_problems_and_rejects_bad_ones(addition_run):
+    result = runner.invoke(app, ["predict", str(addition_run), "1+f", "zz+1", "28 + 28", "--steps-trace"])
+    assert result.exit_code == 2
+    assert result.stdout.startswith("1 + f = ") and "28 + 28 = " in result.stdout
+    assert "after step 2:" in result.stdout
+    assert result.stderr.strip() == "thinker: error: 'zz+1': 'z' is not a base-16 digit"
+
+
+def test_predict_reads_stdin_and_writes_json_lines(addition_run):
+    result = runner.invoke(app, ["predict", str(addition_run), "--json"], input="1 + f\n\n28+28\n")
+    assert result.exit_code == 0, result.output
+    answers = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [a["problem"] for a in answers] == ["1 + f", "28 + 28"]
+    assert [a["expected"] for a in answers] == ["10", "50"]
+    assert all(len(a["trace"]) == 2 and len(a["confidence"]) == 2 for a in answers)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["eval", "no/such/run"], "no/such/run: no such run directory or checkpoint file"),
+    (["eval", "RUN", "--steps", "two"], "--steps takes a number or a comma-separated list"),
+    (["eval", "RUN", "--steps", "0"], "--steps must be positive"),
+    (["eval", "BROKEN"], "not a thinker checkpoint"),
+    (["eval", "EMPTY"], "no model.pt in this directory"),
+    (["predict", "RUN"], "no problems given"),
+])
+def test_bad_sources_and_options_are_one_line_exit_2(args, message, addition_run, tmp_path):
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "empty").mkdir()
+    paths = {"RUN": str(addition_run), "BROKEN": str(tmp_path / "broken.pt"), "EMPTY": str(tmp_path / "empty")}
+    result = runner.invoke(app, [paths.get(a, a) for a in args], input="")
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
