@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from thinker.bench.learning import BENCHMARKS, machine_record, parse_seeds, run_many, write
+from thinker.bench.learning import BENCHMARKS, machine_record, parse_seeds, run_many, spec_for, write
 
 TASKS = ("roll", "addition", "multiply")
 VARIANTS = {"1 step": {"steps": 1}, "2 steps": {"steps": 2}, "4 steps": {"steps": 4},
@@ -118,9 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     variants = {v: VARIANTS[v] for v in args.variants.split(";") if v in VARIANTS}
     if len(variants) != len(args.variants.split(";")):
         parser.error(f"--variants takes names from: {'; '.join(VARIANTS)}")
-    specs = [{"name": name, "task": BENCHMARKS[name][0], "task_options": BENCHMARKS[name][1],
-              "target": BENCHMARKS[name][2], "seed": seed, "device": args.device, **overrides, "variant": variant,
-              **({"max_samples": args.max_samples} if args.max_samples else {})}
+    specs = [spec_for(name, seed, args.device, **overrides, variant=variant,
+                      **({"max_samples": args.max_samples} if args.max_samples else {}))
              for name in names for variant, overrides in variants.items() for seed in seeds]
     labels = [spec.pop("variant") for spec in specs]
     rows = [{**row, "variant": label} for row, label in zip(run_many(specs, args.jobs, 1), labels)]

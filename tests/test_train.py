@@ -6,6 +6,7 @@ import torch
 from tests.conftest import tiny_train
 from tests.faults import error, nan_once
 from thinker.device import configure_torch
+from thinker.errors import ConfigError
 from thinker.logger import MemoryLogger
 from thinker.training import PHASES, TrainConfig, TrainingDiverged, TrainStep, train
 
@@ -167,3 +168,34 @@ def test_steady_state_gpu_steps_never_synchronise():
         finally:
             torch.cuda.set_sync_debug_mode("default")
         assert torch.isfinite(torch.stack(losses)).all()
+
+
+def test_exhaustive_check_stops_only_when_every_problem_is_right(monkeypatch):
+    import thinker.training.loop as loop
+    from thinker.exam import examine
+
+    checked = []
+    real = loop.find_wrong
+
+    def fails_twice(model, task, **kw):
+        checked.append(1)
+        return torch.zeros(1, 4, dtype=torch.long) if len(checked) <= 2 else real(model, task, **kw)
+
+    monkeypatch.setattr(loop, "find_wrong", fails_twice)
+    cfg = tiny_train(eval_every=1024, exhaustive_check=True)
+    result = train(cfg)
+    assert result.stop_reason == "target" and result.exhaustive is True
+    assert result.exhaustive_checks == len(checked) >= 3
+    assert result.exhaustive_wrong[:2] == ["0 0 0 0", "0 0 0 0"]
+    first_at_target = next(h["samples"] for h in result.history if h["exact_match"] >= cfg.target)
+    assert result.samples_to_target >= first_at_target + 2 * 1024  # two failed checks: trained on past them
+    state = {k: v for k, v in result.state_dict.items()}
+    model = TrainStep(cfg, torch.device("cpu")).eval_model
+    model.load_state_dict(state)
+    exam = examine(model, TrainStep(cfg, torch.device("cpu")).task, exhaustive=True, long_size=0)
+    assert exam.mode == "exhaustive" and bool(exam.scores.right.all())  # the saved model is the one that passed
+
+
+def test_exhaustive_check_refuses_tasks_too_large_to_check():
+    with pytest.raises(ConfigError, match="more than the 4,000,000 an exhaustive check scores"):
+        train(tiny_train(task_options={"alphabet": 11, "length": 8}, exhaustive_check=True))

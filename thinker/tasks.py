@@ -412,6 +412,8 @@ class AdditionTask(_ArithmeticTask):
 
     name = "addition"
     operator = "+"
+    # Right on every pair, not on 99.9% of a sample: train until an exhaustive check passes.
+    train_defaults: ClassVar[dict] = {"target": 1.0, "exhaustive_check": True, "max_samples": 300_000}
     description = "add two numbers (base 16, operands 0..1000 by default)"
 
     def answer_digits(self, operand_digits: int) -> int:

@@ -39,7 +39,7 @@ from thinker.training import save_checkpoint, train
 
 # CLI flag -> TrainConfig field, for the flags that map one to one
 FLAGS = ("steps", "latent", "batch_size", "lr", "d_model", "n_heads", "n_layers", "max_samples",
-         "max_seconds", "target", "precision")
+         "max_seconds", "target", "exhaustive_check", "precision")
 
 
 def train_command(
@@ -54,6 +54,10 @@ def train_command(
     max_samples: Annotated[int | None, typer.Option(help="Sample budget.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Time budget in seconds (0: none).")] = None,
     target: Annotated[float | None, typer.Option(help="Stop at this held-out exact match.")] = None,
+    exhaustive_check: Annotated[bool | None, typer.Option(
+        "--exhaustive-check/--no-exhaustive-check",
+        help="At the target, also score every problem and train on unless all are right [default: per task; "
+             "on for addition].")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32, tf32 or bf16.")] = None,
     device: Device = "auto",
     seed: Seed = 0,
@@ -95,6 +99,9 @@ def train_command(
                      f"{rescue} instead")
         print(json.dumps({**result.summary(), "checkpoint": str(checkpoint), "wanted_out": str(out)}))
         raise typer.Exit(1) from None
-    stderr.print(f"{task}: exact match {result.exact_match:.2%} after {result.samples:,} samples in "
-                 f"{result.train_seconds:.1f}s; best checkpoint {checkpoint}")
+    checked = {True: "; right on every problem (exhaustive check)",
+               False: f"; the last of {result.exhaustive_checks} exhaustive checks found a wrong problem",
+               None: ""}[result.exhaustive]
+    stderr.print(f"{task}: held-out exact match {result.exact_match:.2%} after {result.samples:,} samples in "
+                 f"{result.train_seconds:.1f}s{checked}; best checkpoint {checkpoint}")
     print(json.dumps({**result.summary(), "checkpoint": str(checkpoint)}))

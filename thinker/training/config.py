@@ -59,6 +59,9 @@ class TrainConfig:
     """Wall-clock budget in seconds (0: none)."""
     target: float = 0.999
     """Stop once held-out exact match reaches this (above 1: never)."""
+    exhaustive_check: bool = False
+    """On reaching the target, score every problem of the task (hard ones first, stopping at the first
+    wrong one; tasks of at most 4M problems) and stop only if all are right, else train on."""
     eval_every: int = 8192
     """Evaluate every this many samples."""
     eval_size: int = 2048

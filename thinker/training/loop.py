@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from thinker.device import pick_device, synchronize
-from thinker.errors import ThinkerError
+from thinker.errors import ConfigError, ThinkerError
+from thinker.exam import EXHAUSTIVE_LIMIT, find_wrong
 from thinker.logger import Logger, NullLogger
 from thinker.training.config import TrainConfig
 from thinker.training.evaluation import eval_sets, evaluate
@@ -30,6 +31,7 @@ from thinker.training.step import LossHook, TrainStep, seeded
 from thinker.training.timing import PHASES, mean_phases
 
 SPIKE_MARGIN = 0.1  # a loss this close to its average is never a spike, however small the average
+SUSPECTS = 4096  # wrong problems kept from failed exhaustive checks, to try first at the next
 
 
 class TrainingDiverged(ThinkerError):
@@ -53,6 +55,10 @@ class TrainResult:
     step_ms: float
     restarts: int
     stop_reason: str
+    exhaustive: bool | None  # right on every problem at the last exhaustive check (None: never checked)
+    exhaustive_checks: int
+    exhaustive_check_seconds: float
+    exhaustive_wrong: list[str]  # a wrong problem each failed check found
     best_samples: int
     samples_to_target: int | None
     seconds_to_target: float | None
@@ -96,6 +102,13 @@ class _Loop:
         self.samples_to_target: int | None = None
         self.seconds_to_target: float | None = None
         self.eval_seconds = 0.0
+        self.exhaustive: bool | None = None
+        self.exhaustive_checks, self.exhaustive_check_seconds = 0, 0.0
+        self.suspects: torch.Tensor | None = None  # problems earlier checks found wrong
+        self.exhaustive_wrong: list[str] = []  # the first of them at each failed check, in notation
+        if cfg.exhaustive_check and self.step.task.space_size() > EXHAUSTIVE_LIMIT:
+            raise ConfigError(f"exhaustive_check: {cfg.task} has {self.step.task.space_size():,} problems, more than "
+                              f"the {EXHAUSTIVE_LIMIT:,} an exhaustive check scores")
 
     def run(self) -> TrainResult:
         cfg, step = self.cfg, self.step
@@ -160,11 +173,13 @@ class _Loop:
         if self.long is not None:
             metrics["length_exact_match"] = evaluate(step.eval_model, [self.long],
                                                      autocast=step.autocast())["exact_match"]
-        self.eval_seconds += time.perf_counter() - eval_start
-        elapsed = time.perf_counter() - self.start
         if (metrics["exact_match"], -metrics["loss"]) > (self.best["exact_match"], -self.best["loss"]):
             self.best, self.best_samples, self.best_state = dict(metrics), step.samples, step.state()
         reached = metrics["exact_match"] >= self.cfg.target
+        if reached and self.cfg.exhaustive_check:
+            reached = self.check_every_problem(metrics)
+        self.eval_seconds += time.perf_counter() - eval_start
+        elapsed = time.perf_counter() - self.start
         if reached and self.samples_to_target is None:
             self.samples_to_target, self.seconds_to_target = step.samples, elapsed
         self.history.append({"samples": step.samples, "seconds": elapsed, **metrics})
@@ -172,6 +187,23 @@ class _Loop:
         if self.on_eval is not None:
             self.on_eval(step.samples, metrics)
         return reached
+
+    def check_every_problem(self, metrics: dict) -> bool:
+        """Score every problem (`find_wrong`); if all are right, this state becomes the best one."""
+        step, start = self.step, time.perf_counter()
+        workers = torch.get_num_threads() if self.device.type == "cpu" else 1
+        wrong = find_wrong(step.eval_model, step.task, workers=workers, suspects=self.suspects)
+        self.exhaustive_checks += 1
+        self.exhaustive_check_seconds += time.perf_counter() - start
+        self.exhaustive = not wrong.numel()
+        metrics["exhaustive"] = float(self.exhaustive)
+        if self.exhaustive:  # the state that passed is the one to keep, whatever its held-out loss
+            self.best, self.best_samples, self.best_state = dict(metrics), step.samples, step.state()
+        else:  # tried first at the next check: a problem still wrong fails it at once
+            earlier = [] if self.suspects is None else [self.suspects]
+            self.suspects = torch.cat([wrong.cpu(), *earlier])[:SUSPECTS]
+            self.exhaustive_wrong.append(step.task.show(wrong[0].tolist()))
+        return self.exhaustive
 
     def result(self, steps: int, stop_reason: str, train_seconds: float) -> TrainResult:
         step, best = self.step, self.best
@@ -183,7 +215,10 @@ class _Loop:
             samples=step.samples, steps=steps, train_seconds=train_seconds, eval_seconds=self.eval_seconds,
             data_ms=timing["data"], forward_ms=timing["forward"], backward_ms=timing["backward"],
             step_ms=timing["step"], restarts=self.restarts, stop_reason=stop_reason,
-            best_samples=self.best_samples, samples_to_target=self.samples_to_target,
+            exhaustive=self.exhaustive, exhaustive_checks=self.exhaustive_checks,
+            exhaustive_check_seconds=self.exhaustive_check_seconds, exhaustive_wrong=self.exhaustive_wrong,
+            best_samples=self.best_samples,
+            samples_to_target=self.samples_to_target,
             seconds_to_target=self.seconds_to_target, params=step.model.num_params(), device=str(self.device),
             history=self.history,
             state_dict={k: v.detach().cpu().clone() for k, v in self.best_state["eval_model"].items()},
