@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import thinker.model as model_module
-from thinker.model import Attention, Thinker, ThinkerConfig, rotate, segment_positions
+import thinker.attention as attention_module
+from thinker.attention import Attention, rotate
+from thinker.model import Thinker, ThinkerConfig, segment_positions
 
 
 def tokens(batch=5, length=12, seed=0):
@@ -141,13 +142,13 @@ def test_backward_check_fails_on_an_in_place_cache_write(tiny_model_config):
 def test_later_steps_attend_to_earlier_steps(tiny_model_config, monkeypatch):
     """With one step the cache holds one entry; step s sees the keys of steps 0..s."""
     seen = []
-    original = model_module.attend
+    original = attention_module.attend
 
     def spy(q, k, v, *args):
         seen.append(k.shape[2])
         return original(q, k, v, *args)
 
-    monkeypatch.setattr(model_module, "attend", spy)
+    monkeypatch.setattr(attention_module, "attend", spy)
     build(tiny_model_config).eval()(tokens(length=6))
     state = tiny_model_config.latent + 6
     assert seen == [state * (s + 1) for s in range(tiny_model_config.steps)]

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from thinker.attention import Block
 from thinker.errors import ConfigError
 
 ROTARY_BASE = 10000.0  # rotary frequencies: ROTARY_BASE ** (-i / (head_dim / 2))
@@ -101,88 +102,6 @@ class ThinkerConfig:
         return asdict(self)
 
 
-class Attention(nn.Module):
-    def __init__(self, cfg: ThinkerConfig) -> None:
-        super().__init__()
-        self.n_heads = cfg.n_heads
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
-        self.dropout = cfg.dropout
-
-    def forward(self, x: torch.Tensor, cache: list[tuple[torch.Tensor, torch.Tensor]],
-                bias: torch.Tensor | None = None, rotation: tuple | None = None,
-                tail: int | None = None) -> torch.Tensor:
-        """Self-attention over this and every earlier step's keys; queries of the last `tail` rows only
-        if given (the keys and values of every row still go into the cache)."""
-        B, S, D = x.shape
-        H = self.n_heads
-        q, k, v = self.qkv(x).split(D, dim=2)
-        q = q.view(B, S, H, D // H).transpose(1, 2)  # (B, H, S, hd)
-        k = k.view(B, S, H, D // H).transpose(1, 2)  # (B, H, S, hd)
-        if rotation is not None:  # on contiguous copies: elementwise ops on the strided views run ~3x slower
-            q, k = rotate(q.contiguous(), *rotation), rotate(k.contiguous(), *rotation)
-        v = v.view(B, S, H, D // H).transpose(1, 2)  # (B, H, S, hd)
-        # Grow the cache functionally: append and concatenate, never write into a saved tensor.
-        cache.append((k, v))
-        k_all = torch.cat([c[0] for c in cache], dim=2) if len(cache) > 1 else k  # (B, H, S * steps_so_far, hd)
-        v_all = torch.cat([c[1] for c in cache], dim=2) if len(cache) > 1 else v  # (B, H, S * steps_so_far, hd)
-        if tail is not None:
-            q, bias = q[:, :, -tail:], None if bias is None else bias[:, :, -tail:]
-        if bias is not None:  # the same position bias for every cached step's keys
-            bias = bias.repeat(1, 1, 1, len(cache))  # (B or 1, H, S, S * steps_so_far)
-        y = attend(q, k_all, v_all, bias, self.dropout if self.training else 0.0)
-        y = y.transpose(1, 2).reshape(B, q.shape[2], D)  # (B, S or tail, D)
-        return self.proj(y)
-
-
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None,
-           dropout: float) -> torch.Tensor:
-    """softmax(q k^T / sqrt(hd) + bias) v: PyTorch's fused kernels on GPUs, plain matrix products on CPUs.
-
-    The model's sequences are short (tens of tokens): there the CPU's flash-attention kernel spends
-    its time in per-block overhead, and two matrix products and a softmax run ~2x faster. The
-    softmax is spelled out: `Tensor.softmax` over rows shorter than 16 takes a slow path on CPUs
-    (16 ms against 2.7 ms for 61,440 rows of 15).
-    """
-    if q.device.type != "cpu":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (B, H, Sq, Sk)
-    if bias is not None:
-        scores = scores + bias
-    weights = (scores - scores.amax(-1, keepdim=True)).exp()
-    weights = weights / weights.sum(-1, keepdim=True)
-    if dropout:
-        weights = F.dropout(weights, dropout)
-    return weights @ v
-
-
-class Block(nn.Module):
-    def __init__(self, cfg: ThinkerConfig) -> None:
-        super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.d_model)
-        self.attn = Attention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.d_model)
-        self.mlp = nn.Sequential(
-            nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model),
-            nn.GELU(),
-            nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model),
-        )
-        self.drop = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor, cache: list, bias: torch.Tensor | None = None,
-                rotation: tuple | None = None, tail: int | None = None) -> torch.Tensor:
-        attended = self.attn(self.ln1(x), cache, bias, rotation, tail)
-        x = x if tail is None else x[:, -tail:]
-        x = x + self.drop(attended)
-        return x + self.drop(self.mlp(self.ln2(x)))
-
-
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs of channels (first half with second half) of (B, H, S, hd) by per-position angles."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-
-
 def segment_positions(tokens: torch.Tensor, sep_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Segment index and position within the segment for each token; both (B, T).
 
@@ -211,7 +130,8 @@ class Thinker(nn.Module):
         self.memory = nn.Parameter(torch.randn(cfg.latent, cfg.d_model) * 0.02)
         # buckets: position differences -(max_len-1)..(max_len-1), then one for pairs with memory
         self.rel_bias = nn.Parameter(torch.zeros(cfg.n_heads, 2 * cfg.max_len)) if cfg.relative_bias else None
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.mlp_ratio, cfg.dropout)
+                                    for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
         self.apply(self._init_weights)
