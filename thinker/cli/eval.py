@@ -59,7 +59,7 @@ def eval_command(
     mlflow: Annotated[bool, typer.Option(
         "--mlflow", help="Log the figures to MLflow: onto the trial's run, or a new run in experiment 'eval'.")
                       ] = False,
-    device: Device = "cpu",
+    device: Device = "auto",
     storage: Storage = None,
     tracking_uri: TrackingUri = None,
 ) -> None:

@@ -61,7 +61,8 @@ class TrainConfig:
     """Stop once held-out exact match reaches this (above 1: never)."""
     exhaustive_check: bool = False
     """On reaching the target, score every problem of the task (hard ones first, stopping at the first
-    wrong one; tasks of at most 4M problems) and stop only if all are right, else train on."""
+    wrong one; tasks of at most 4M problems) and stop only if all are right, else train on; after a
+    failed check the next one waits twice as long as the last wait (one evaluation interval, then 2, 4, ...)."""
     eval_every: int = 8192
     """Evaluate every this many samples."""
     eval_size: int = 2048

@@ -105,6 +105,9 @@ class _Loop:
         self.exhaustive: bool | None = None
         self.exhaustive_checks, self.exhaustive_check_seconds = 0, 0.0
         self.suspects: torch.Tensor | None = None  # problems earlier checks found wrong
+        # After a failed check the next waits twice as long as the last wait (starting at one evaluation):
+        # a check that fails can cost most of a full pass when the last few wrong problems are scattered.
+        self.next_check, self.check_gap = 0, cfg.eval_every
         self.exhaustive_wrong: list[str] = []  # the first of them at each failed check, in notation
         if cfg.exhaustive_check and self.step.task.space_size() > EXHAUSTIVE_LIMIT:
             raise ConfigError(f"exhaustive_check: {cfg.task} has {self.step.task.space_size():,} problems, more than "
@@ -177,7 +180,7 @@ class _Loop:
             self.best, self.best_samples, self.best_state = dict(metrics), step.samples, step.state()
         reached = metrics["exact_match"] >= self.cfg.target
         if reached and self.cfg.exhaustive_check:
-            reached = self.check_every_problem(metrics)
+            reached = step.samples >= self.next_check and self.check_every_problem(metrics)
         self.eval_seconds += time.perf_counter() - eval_start
         elapsed = time.perf_counter() - self.start
         if reached and self.samples_to_target is None:
@@ -200,6 +203,7 @@ class _Loop:
         if self.exhaustive:  # the state that passed is the one to keep, whatever its held-out loss
             self.best, self.best_samples, self.best_state = dict(metrics), step.samples, step.state()
         else:  # tried first at the next check: a problem still wrong fails it at once
+            self.next_check, self.check_gap = step.samples + self.check_gap, 2 * self.check_gap
             earlier = [] if self.suspects is None else [self.suspects]
             self.suspects = torch.cat([wrong.cpu(), *earlier])[:SUSPECTS]
             self.exhaustive_wrong.append(step.task.show(wrong[0].tolist()))
