@@ -256,9 +256,15 @@ def log_run(uri: str | None, experiment: str, name: str, params: dict, metrics: 
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found else client.create_experiment(experiment, tags=EXPERIMENT_KIND)
     run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-    client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
-    log_now(client, run_id, metrics)
-    client.log_dict(run_id, document, artifact)
+    try:
+        client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        log_now(client, run_id, metrics)
+        client.log_dict(run_id, document, artifact)
+    except BaseException as e:  # never leave the run RUNNING: Ctrl-C ends it KILLED, an error FAILED
+        client.set_terminated(run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        if isinstance(e, MlflowException):
+            raise TrackingError(f"cannot log to MLflow run {run_id}: {one_line(e)}") from None
+        raise
     client.set_terminated(run_id, "FINISHED")
     return run_id
 

@@ -260,3 +260,21 @@ def test_bench_on_a_gpu_reports_memory_and_utilisation():
             assert row["peak_memory_mb"] > 0 and row["reserved_memory_mb"] >= row["peak_memory_mb"]
             assert row["data_ms"] + row["forward_ms"] + row["backward_ms"] == pytest.approx(row["step_ms"], rel=0.05)
             assert row["mfu"] is None or 0 < row["mfu"] <= 1
+
+
+def test_a_run_that_fails_to_log_is_ended_failed_not_left_running(tmp_path, monkeypatch):
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from thinker.sweeps.tracking import TrackingError, log_run
+
+    def refuse(*args, **kwargs):
+        raise MlflowException("artifact store is read-only")
+
+    monkeypatch.setattr(MlflowClient, "log_dict", refuse)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.raises(TrackingError, match="artifact store is read-only"):
+        log_run(uri, "eval", "x", {"a": 1}, {"m": 1.0}, {}, {"doc": 1}, "doc.json")
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("eval").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
