@@ -39,7 +39,6 @@ class Scores:
     """Per-problem results of one set of problems (CPU tensors, one row per problem)."""
 
     problems: torch.Tensor  # (N, K) raw problems
-    long: bool
     right: torch.Tensor  # (N,) every answer token right
     first_wrong: torch.Tensor  # (N,) index of the first wrong answer token, -1 if right
     answers: torch.Tensor  # (N, A) predicted symbols (token id - FIRST_SYMBOL)
@@ -97,7 +96,7 @@ def score(model: Thinker, task: Task, problems: torch.Tensor, long: bool = False
         model.train(was_training)
     right, first, answers, expected, confidence = (torch.cat(p) for p in zip(*parts)) if parts else \
         (torch.empty(0, dtype=torch.bool), torch.empty(0, dtype=torch.long), *[torch.empty(0, 0)] * 2, torch.empty(0))
-    return Scores(problems.cpu(), long, right, first, answers.to(torch.int16), expected.to(torch.int16), confidence)
+    return Scores(problems.cpu(), right, first, answers.to(torch.int16), expected.to(torch.int16), confidence)
 
 
 @contextlib.contextmanager
