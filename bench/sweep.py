@@ -3,8 +3,14 @@
     python -m thinker.bench.sweep                          # everything (about an hour on 2 cores)
     python -m thinker.bench.sweep --parts overhead,workers # the quick parts
     python -m thinker.bench.sweep --json bench/results/sweep-cpu.json
+    python -m thinker.bench.sweep --parts default --against 9641b74   # this checkout vs an earlier commit
 
 Parts:
+- `default`: `thinker sweep addition --trials N` with every default (device auto, trials per device
+  auto) exactly as a user runs it: wall time, trials per hour, best value, and the machine's use while
+  it ran (NVML's GPU utilisation and SM activity on CUDA, whole-machine CPU% otherwise). With
+  `--against REF` the same sweep first runs from a git worktree of REF, on the same machine in the
+  same invocation, and the table gives the speed-up.
 - `study`: `thinker sweep addition --trials 50` as a user runs it (defaults: TPE, Hyperband), then the
   same study with `--pruner none`; wall time, best exact match, samples used by each.
 - `overhead`: one trial's training speed with its MLflow run attached over the same run with no
@@ -20,6 +26,7 @@ The table goes to stderr; the last stdout line is one JSON document.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -33,25 +40,99 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from thinker.bench.monitors import CpuMonitor
 from thinker.machine import describe, label
 from thinker.training import TrainConfig, train
 
 console = Console(stderr=True)
 
 
-def sweep(args: list[str], cwd: str | None = None) -> dict:
-    """Run `thinker sweep ...` in a fresh directory; its JSON summary plus the wall time."""
+def sweep(args: list[str], source: Path | None = None, monitor=None) -> dict:
+    """Run `thinker sweep ...` from the checkout `source` (this one by default) in a fresh directory;
+    its JSON summary, the wall time and, given a monitor, the machine's use while it ran."""
     with tempfile.TemporaryDirectory() as tmp:
+        if monitor is not None:
+            monitor.start()
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "thinker", "sweep", *args], cwd=cwd or tmp,
-                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.run([sys.executable, "-S", "-m", "thinker", "sweep", *args], cwd=tmp,
+                              capture_output=True, text=True, env=run_from(source or ROOT))
         wall = time.perf_counter() - started
+        usage = monitor.stop() if monitor is not None else {}
     if proc.returncode != 0:
         raise RuntimeError(f"thinker sweep {' '.join(args)} failed: {proc.stderr.strip().splitlines()[-1:]}")
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     summary["locked"] = "database is locked" in proc.stderr
     summary["wall_seconds"] = round(wall, 1)
+    summary["usage"] = {k: round(usage[k], 1) for k in USAGE if usage.get(k) is not None}
     return summary
+
+
+USAGE = ("gpu_util", "sm_activity", "sm_occupancy", "nvml_memory_mb", "power_w", "system_cpu_percent")
+
+
+def run_from(source: Path) -> dict[str, str]:
+    """The environment that makes `python -S -m thinker` run the code in the checkout `source`.
+
+    `-S` skips site-packages' .pth files, so an installed (editable) thinker's import hook cannot hand
+    out its own `thinker.sweeps` to another checkout; this process's import path, site-packages
+    included, follows the checkout. Spawned sweep workers inherit both.
+    """
+    paths = [str(source)] + [p for p in sys.path if p and Path(p).resolve() != ROOT]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+@contextlib.contextmanager
+def worktree(ref: str):
+    """A temporary git worktree of this checkout at `ref`, removed afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix="thinker-ref-"))
+    add = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tmp), ref],
+                         capture_output=True, text=True)
+    if add.returncode != 0:
+        tmp.rmdir()
+        raise SystemExit(f"bench: cannot check out {ref!r}: {(add.stderr.strip().splitlines() or ['git failed'])[-1]}")
+    try:
+        yield tmp
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp)], capture_output=True)
+
+
+def commit_of(source: Path) -> str | None:
+    head = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return head.stdout.strip() or None
+
+
+def usage_monitor(device: str):
+    """NVML on a CUDA device (GPU utilisation, SM activity, memory, power), else whole-machine CPU%."""
+    if device.startswith("cuda"):
+        from thinker.bench.nvml import GpuMonitor  # noqa: PLC0415 - CUDA machines only
+
+        return GpuMonitor(torch.device(device))
+    return CpuMonitor(interval=1.0)
+
+
+def default_part(task: str, trials: int, device: str, against: str | None) -> dict:
+    """The default sweep as a user runs it, from this checkout and optionally from `against` first."""
+    args = [task, "--trials", str(trials)] + ([] if device == "auto" else ["--device", device])
+    monitor_device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if monitor_device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"bench: --device {device} but torch sees no CUDA device")
+    sources: list[tuple[str, contextlib.AbstractContextManager]] = []
+    if against:
+        sources.append(("against", worktree(against)))
+    sources.append(("this", contextlib.nullcontext(ROOT)))
+    results: dict = {"command": f"thinker sweep {' '.join(args)}"}
+    for name, checkout in sources:
+        with checkout as source:
+            commit = commit_of(source)
+            console.print(f"default: {results['command']} at {commit} ...")
+            s = sweep(args, source=source, monitor=usage_monitor(monitor_device))
+        results[name] = {"commit": commit, "trials_per_hour": round(s["finished"] / s["wall_seconds"] * 3600, 1),
+                         **{k: s.get(k) for k in ("wall_seconds", "finished", "complete", "pruned", "failed",
+                                                  "samples_total", "best_value", "best_exact_match", "usage")}}
+        console.print(f"  {results[name]}")
+    if against:
+        results["speedup"] = round(results["against"]["wall_seconds"] / results["this"]["wall_seconds"], 3)
+    return results
 
 
 def study_part(trials: int) -> dict:
@@ -120,6 +201,20 @@ def load_part(trials: int, max_samples: int) -> dict:
 
 def table(report: dict) -> Table:
     t = Table("measure", "value", "target", title="sweep service on this machine", box=None)
+    if "default" in report:
+        d = report["default"]
+        for name in ("against", "this"):
+            if name in d:
+                r, use = d[name], d[name]["usage"]
+                where = f"{d['command']} at {r['commit']}"
+                t.add_row(f"{where}: wall time", f"{r['wall_seconds'] / 60:.1f} min", "")
+                t.add_row("  trials per hour", f"{r['trials_per_hour']}", f"{r['finished']} finished, "
+                          f"{r['complete']} complete, {r['pruned']} pruned, {r['failed']} failed")
+                t.add_row("  best exact match", f"{r['best_exact_match']}", "≥ 0.999")
+                busy = " · ".join(f"{k} {v}" for k, v in use.items() if k.endswith(("percent", "util", "activity")))
+                t.add_row("  machine use while it ran", busy or "-", "")
+        if "speedup" in d:
+            t.add_row("wall-time speed-up over the earlier commit", f"{d['speedup']:.2f}×", "≥ 1.6× (CPU)")
     if "study" in report:
         s = report["study"]
         for pruner in ("hyperband", "none"):
@@ -154,15 +249,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="study,overhead,workers")
     parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--task", default="addition", help="the task of the `default` part")
+    parser.add_argument("--device", default="auto", help="the `default` part's --device (auto: as a user's default)")
+    parser.add_argument("--against", metavar="REF", help="`default` part: also run the sweep at this git commit")
     parser.add_argument("--json", help="also write the JSON report to this file")
     args = parser.parse_args(argv)
     parts = args.parts.split(",")
-    unknown = set(parts) - {"study", "overhead", "workers", "load"}
+    unknown = set(parts) - {"default", "study", "overhead", "workers", "load"}
     if unknown:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
-    machine = describe(torch.device("cpu"))
+    if args.against and "default" not in parts:
+        parser.error("--against compares the `default` part: add it to --parts")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    machine = describe(torch.device(device))
     report: dict = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), **machine, "machine": label(machine),
                     "trials": args.trials}
+    if "default" in parts:
+        report["default"] = default_part(args.task, args.trials, args.device, args.against)
     if "overhead" in parts:
         report["overhead"] = overhead_part(repeats=3, max_samples=40_000)
     if "workers" in parts:

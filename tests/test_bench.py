@@ -278,3 +278,17 @@ def test_a_run_that_fails_to_log_is_ended_failed_not_left_running(tmp_path, monk
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("eval").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_sweep_bench_runs_the_code_of_the_checkout_it_is_given():
+    """`--against REF` must time REF's code, not the installed thinker's: its sweeps and bench too."""
+    from thinker.bench.sweep import ROOT, run_from, worktree
+
+    with worktree("HEAD") as checkout:
+        probe = "import thinker, thinker.sweeps, thinker.bench; print(thinker.__file__, thinker.sweeps.__file__, " \
+                "thinker.bench.__file__)"
+        out = subprocess.run([sys.executable, "-S", "-c", probe], env=run_from(checkout), cwd=checkout.parent,
+                             capture_output=True, text=True, check=True).stdout.split()
+        assert len(out) == 3 and all(path.startswith(str(checkout)) for path in out), out
+    assert not checkout.exists()
+    assert str(ROOT) not in " ".join(out)
