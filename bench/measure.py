@@ -11,11 +11,18 @@ into data / forward+loss / backward+optimizer, and those three add up to its ste
 construction. Independently, the whole measured loop is timed with `perf_counter` between two device
 synchronisations; `wall_ratio` = step_ms / wall_step_ms shows how much the phase clock misses
 (work between steps). Throughput and MFU use the wall clock: it is what a training run gets.
+
+On CUDA a few more steps then run under torch.profiler and torch's sync debug mode: host calls that
+launch GPU work per step (kernel launches; a replayed CUDA graph is one launch), kernels the GPU ran
+per step, and host synchronisations per step (every implicit sync torch makes: `.item()`, a copy to
+the host, a data-dependent shape).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -25,13 +32,19 @@ from thinker.bench.nvml import GpuMonitor
 from thinker.bench.variants import Variant
 from thinker.device import synchronize
 from thinker.training import PHASES, TrainConfig, TrainStep
+from thinker.training.step import GRAPH_WARMUP
 
 PROFILE_STEPS = 5
+COUNT_STEPS = 10
+# host-side CUDA runtime/driver calls that put work on the GPU
+LAUNCH_CALLS = frozenset({"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx",
+                          "cudaLaunchCooperativeKernel", "cudaGraphLaunch"})
 COMMON_FIELDS = ("variant", "base", "device", "batch_size", "precision", "compile", "fused", "status", "seq_len",
                  "samples_per_s", "tokens_per_s", "step_ms", "wall_step_ms", "wall_ratio", "data_ms",
                  "forward_ms", "backward_ms", "phase_sum_ratio", "step_ms_min", "steps_measured",
                  "peak_memory_mb", "achieved_tflops", "peak_tflops", "peak_source", "mfu", "speedup", "note")
-CUDA_FIELDS = ("reserved_memory_mb", "nvml_memory_mb", "gpu_util", "sm_activity", "sm_occupancy", "power_w")
+CUDA_FIELDS = ("reserved_memory_mb", "nvml_memory_mb", "gpu_util", "sm_activity", "sm_occupancy", "power_w",
+               "launches_per_step", "kernels_per_step", "syncs_per_step")
 CPU_FIELDS = ("rss_mb", "cpu_percent", "system_cpu_percent")
 
 
@@ -64,8 +77,10 @@ def measure(variant: Variant, cfg: TrainConfig, device: torch.device, *, warmup:
     row = blank_row(label or variant.name, variant, cfg, device)
     step = TrainStep(cfg, device, fused=variant.fused)
     seq_len = sequence_length(step)
-    for _ in range(warmup):
+    for _ in range(max(warmup, GRAPH_WARMUP + 2) if step.graphed else warmup):  # a graph row times replays
         step()
+    if variant.graph and step.graphs is None:
+        raise RuntimeError(f"CUDA graph capture failed ({step.graph_error})")
     synchronize(device)
     step.timer.collect()  # drop the warm-up steps' timings
 
@@ -105,6 +120,8 @@ def measure(variant: Variant, cfg: TrainConfig, device: torch.device, *, warmup:
         row["reserved_memory_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
     else:
         row["peak_memory_mb"] = row["rss_mb"]  # the process's resident set: CPU has no allocator stats
+    if device.type == "cuda":
+        row.update(launches_and_syncs(step))
     if profile_dir is not None:
         row["trace"] = str(profile(step, profile_dir / f"trace-{row['variant']}.json"))
     return row
@@ -123,3 +140,46 @@ def profile(step: TrainStep, path: Path, steps: int = PROFILE_STEPS) -> Path:
     step.timer.collect()
     prof.export_chrome_trace(str(path))
     return path
+
+
+@contextlib.contextmanager
+def counting_syncs():
+    """Count the implicit host synchronisations torch makes inside the block (its sync debug mode)."""
+    counted = {"syncs": 0}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield counted
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    counted["syncs"] = sum("synchroniz" in str(w.message) for w in caught)
+
+
+def launches_and_syncs(step: TrainStep, steps: int = COUNT_STEPS) -> dict[str, float]:
+    """Per step over `steps` steady-state steps: launch calls, kernels run and host synchronisations."""
+    activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=activities) as prof, counting_syncs() as counted:
+        for _ in range(steps):
+            step()
+    synchronize(step.device)
+    step.timer.collect()
+    launches, kernels = count_launches(prof.events())
+    return {"launches_per_step": launches / steps, "kernels_per_step": kernels / steps,
+            "syncs_per_step": counted["syncs"] / steps}
+
+
+def count_launches(events) -> tuple[int, int]:
+    """(host launch calls, GPU kernels) among torch.profiler events.
+
+    >>> from types import SimpleNamespace as E
+    >>> cpu, gpu = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
+    >>> count_launches([E(name="cudaLaunchKernel", device_type=cpu), E(name="cudaGraphLaunch", device_type=cpu),
+    ...                 E(name="aten::mm", device_type=cpu), E(name="gemm_kernel", device_type=gpu),
+    ...                 E(name="Memcpy HtoD (Pageable -> Device)", device_type=gpu)])
+    (2, 1)
+    """
+    cuda = torch.autograd.DeviceType.CUDA
+    launches = sum(1 for e in events if e.device_type != cuda and e.name in LAUNCH_CALLS)
+    kernels = sum(1 for e in events if e.device_type == cuda and not e.name.startswith(("Memcpy", "Memset")))
+    return launches, kernels

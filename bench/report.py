@@ -21,7 +21,8 @@ from thinker.machine import describe, label
 
 METRICS = ("samples_per_s", "tokens_per_s", "step_ms", "wall_step_ms", "data_ms", "forward_ms", "backward_ms",
            "peak_memory_mb", "reserved_memory_mb", "nvml_memory_mb", "rss_mb", "mfu", "speedup",
-           "gpu_util", "sm_activity", "sm_occupancy", "power_w", "cpu_percent", "system_cpu_percent")
+           "gpu_util", "sm_activity", "sm_occupancy", "power_w", "cpu_percent", "system_cpu_percent",
+           "launches_per_step", "kernels_per_step", "syncs_per_step")
 
 
 def document(cfg, device: torch.device, device_reason: str, model: dict, rows: list[dict], scan: dict,
@@ -62,7 +63,8 @@ def table(doc: dict) -> Table:
     for name in ("batch", "samples/s", "tokens/s", "step ms", "wall ms", "data ms", "fwd ms", "bwd ms",
                  "peak MB", "MFU", "speed-up"):
         t.add_column(name, justify="right")
-    extra = (("GPU %", "gpu_util", _num), ("SM %", "sm_activity", _num), ("W", "power_w", _num)) if cuda \
+    extra = (("GPU %", "gpu_util", _num), ("SM %", "sm_activity", _num), ("W", "power_w", _num),
+             ("launches", "launches_per_step", _num), ("syncs", "syncs_per_step", _ms)) if cuda \
         else (("CPU %", "cpu_percent", _num), ("machine CPU %", "system_cpu_percent", _num))
     for name, _, _ in extra:
         t.add_column(name, justify="right")

@@ -97,8 +97,11 @@ def worktree(ref: str):
 
 
 def commit_of(source: Path) -> str | None:
+    """The checkout's short commit, with "+changes" when its tracked files differ from it."""
     head = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return head.stdout.strip() or None
+    dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return (head.stdout.strip() + ("+changes" if dirty else "")) or None
 
 
 def usage_monitor(device: str):

@@ -7,8 +7,9 @@
     >>> skip_reason(VARIANTS["tf32"], torch.device("cpu"))
     'tf32 needs CUDA'
 
-Every variant but `fused` uses the unfused (for-each) AdamW, so `fused` is a real comparison on
-CUDA too, where `TrainStep` would pick the fused optimizer by default.
+Every variant but `fused` and `graph` uses the unfused (for-each) AdamW and eager steps, so `fused`
+is a real comparison on CUDA too, where `TrainStep` would pick the fused optimizer and CUDA graphs
+by default. `graph` is what `thinker train` runs on CUDA: fused AdamW, the step replayed as graphs.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ class Variant:
     precision: str = "fp32"
     compile: bool = False
     fused: bool = False
+    graph: bool = False
 
     def config(self, base: TrainConfig, batch_size: int | None = None) -> TrainConfig:
-        return base.replace(precision=self.precision, compile=self.compile, batch_size=batch_size or base.batch_size)
+        return base.replace(precision=self.precision, compile=self.compile, cuda_graph=self.graph,
+                            batch_size=batch_size or base.batch_size)
 
 
 VARIANTS = {v.name: v for v in (
@@ -43,9 +46,10 @@ VARIANTS = {v.name: v for v in (
     Variant("bf16", precision="bf16"),
     Variant("compile", compile=True),
     Variant("fused", fused=True),
+    Variant("graph", fused=True, graph=True),
 )}
 # CPU: torch.compile takes minutes to build on 2 cores and a scan past 1024 takes longer than the rest
-DEFAULT_VARIANTS = {"cuda": ("eager", "tf32", "bf16", "compile", "fused"), "cpu": ("eager", "bf16", "fused")}
+DEFAULT_VARIANTS = {"cuda": ("eager", "tf32", "bf16", "compile", "fused", "graph"), "cpu": ("eager", "bf16", "fused")}
 DEFAULT_BATCH_SIZES = {"cuda": (64, 256, 1024, 4096, 16384), "cpu": (256, 1024)}
 
 
@@ -85,6 +89,8 @@ def skip_reason(variant: Variant, device: torch.device, explicit: bool = False) 
     """
     if variant.precision == "bf16" and device.type == "cpu" and not explicit and not native_bf16():
         return "no native bf16 on this CPU (AVX512-BF16 or AMX); --variants bf16 runs it emulated"
+    if variant.graph and device.type != "cuda":
+        return "CUDA graphs need CUDA"
     if variant.precision == "tf32":
         if device.type != "cuda":
             return "tf32 needs CUDA"

@@ -9,6 +9,7 @@ from thinker.device import configure_torch
 from thinker.errors import ConfigError
 from thinker.logger import MemoryLogger
 from thinker.training import PHASES, TrainConfig, TrainingDiverged, TrainStep, train
+from thinker.training.step import GRAPH_WARMUP
 
 
 def test_copy_learns_to_100_percent():
@@ -154,13 +155,87 @@ def test_from_dict_rejects_unknown_keys():
         TrainConfig.from_dict({"task": "copy", "learning_rate": 0.1})
 
 
+def test_cuda_graph_is_off_on_cpu():
+    step = TrainStep(tiny_train(), torch.device("cpu"))
+    assert step.cfg.cuda_graph and not step.graphed and step.lr is None
+    for _ in range(GRAPH_WARMUP + 2):
+        step()
+    assert step.graphs is None
+    assert train(tiny_train(max_samples=2048, eval_every=1024, target=2.0)).cuda_graph is False
+
+
+def tensor_scheduled(step: TrainStep) -> TrainStep:
+    """Give a CPU step what a graphed CUDA step has: its learning rate and averaging weight in tensors."""
+    step.lr = torch.tensor(step.cfg.lr)
+    for group in step.optimizer.param_groups:
+        group["lr"] = step.lr
+    step.average.weight = torch.zeros(())
+    return step
+
+
+def test_learning_rate_and_average_weight_in_tensors_train_exactly_as_floats():
+    """A replayed graph reads both from tensors the host fills each step (`TrainStep.schedule`); AdamW's
+    decoupled weight decay then multiplies in float32 rather than in Python's float64, hence the tolerance
+    (a learning rate stuck at its first value would be off by far more: warmup changes it every step)."""
+    cfg = tiny_train(warmup_samples=512)
+    plain, held = TrainStep(cfg, torch.device("cpu")), tensor_scheduled(TrainStep(cfg, torch.device("cpu")))
+    losses, rates = [], []
+    for _ in range(30):
+        rates.append(plain.learning_rate())
+        losses.append([plain().item(), held().item()])
+        assert held.lr.item() == pytest.approx(rates[-1], rel=1e-6)
+    losses = torch.tensor(losses)
+    torch.testing.assert_close(losses[:, 1], losses[:, 0], rtol=1e-5, atol=0)
+    assert len(set(rates)) > 10
+    torch.testing.assert_close(held.average.flat, plain.average.flat, rtol=1e-5, atol=1e-6)
+
+
+def test_restore_with_a_tensor_schedule_copies_into_the_live_tensors():
+    """Captured graphs hold the optimizer state's addresses: a restart from the best state must copy into
+    them, keep the learning-rate tensor, and train on exactly as a replaced state would."""
+    cfg = tiny_train()
+    held, plain = tensor_scheduled(TrainStep(cfg, torch.device("cpu"))), TrainStep(cfg, torch.device("cpu"))
+    for step in (held, plain):
+        step(), step()
+    saved, saved_plain = held.state(), plain.state()
+    live = [t for state in held.optimizer.state.values() for t in state.values()]
+    for step in (held, plain):
+        step(), step(), step()
+    held.restore(saved)
+    plain.restore(saved_plain)
+    assert [t.data_ptr() for state in held.optimizer.state.values() for t in state.values()] == \
+        [t.data_ptr() for t in live]
+    assert all(group["lr"] is held.lr for group in held.optimizer.param_groups)
+    for index, state in enumerate(held.optimizer.state.values()):
+        for key, value in state.items():
+            assert torch.equal(value, saved["optimizer"]["state"][index][key]), key
+    torch.testing.assert_close(torch.stack([held() for _ in range(5)]), torch.stack([plain() for _ in range(5)]),
+                               rtol=1e-5, atol=0)
+
+
+def test_restoring_a_state_from_before_the_first_step_gives_a_fresh_optimizer():
+    step = tensor_scheduled(TrainStep(tiny_train(), torch.device("cpu")))
+    fresh = step.state()
+    step(), step()
+    step.restore(fresh)
+    assert step.optimizer.state  # the live tensors stay (a graph holds them), zeroed
+    assert all(not value.any() for state in step.optimizer.state.values() for value in state.values())
+
+
+def cuda_steps(cuda_graph: bool, task: str = "addition", **overrides) -> TrainStep:
+    cfg = tiny_train(task=task, task_options={}, device="cuda", cuda_graph=cuda_graph, **overrides)
+    return TrainStep(cfg, torch.device("cuda"))
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_steady_state_gpu_steps_never_synchronise():
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_steady_state_gpu_steps_never_synchronise(cuda_graph):
     for task in ("addition", "copy", "roll", "multiply"):
-        step = TrainStep(tiny_train(task=task, task_options={}, device="cuda"), torch.device("cuda"))
-        for _ in range(3):
+        step = cuda_steps(cuda_graph, task)
+        for _ in range(GRAPH_WARMUP + 2):
             step()
+        assert (step.graphs is not None) == cuda_graph, step.graph_error
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
         try:
@@ -168,6 +243,41 @@ def test_steady_state_gpu_steps_never_synchronise():
         finally:
             torch.cuda.set_sync_debug_mode("default")
         assert torch.isfinite(torch.stack(losses)).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_graph_steps_train_like_eager_steps():
+    """200 steps replayed as CUDA graphs give the eager steps' losses: same data, schedule and updates."""
+    graphed, eager = cuda_steps(True, warmup_samples=2048), cuda_steps(False, warmup_samples=2048)
+    first, second = torch.stack([graphed() for _ in range(200)]), torch.stack([eager() for _ in range(200)])
+    assert graphed.graphs is not None, graphed.graph_error
+    torch.testing.assert_close(first, second, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(graphed.average.flat, eager.average.flat, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_graph_steps_restart_from_a_restored_state_like_eager_steps():
+    losses = []
+    for cuda_graph in (True, False):
+        step = cuda_steps(cuda_graph)
+        for _ in range(GRAPH_WARMUP + 5):
+            step()
+        saved = step.state()
+        for _ in range(10):
+            step()
+        step.restore(saved)
+        step.lr_scale = 0.5
+        losses.append(torch.stack([step() for _ in range(10)]))
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_replays_graphs_and_learns():
+    result = train(tiny_train(device="cuda"))
+    assert result.cuda_graph and result.exact_match == 1.0
 
 
 def test_exhaustive_check_stops_only_when_every_problem_is_right(monkeypatch):

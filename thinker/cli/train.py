@@ -39,7 +39,7 @@ from thinker.training import save_checkpoint, train
 
 # CLI flag -> TrainConfig field, for the flags that map one to one
 FLAGS = ("steps", "latent", "batch_size", "lr", "d_model", "n_heads", "n_layers", "max_samples",
-         "max_seconds", "target", "exhaustive_check", "precision")
+         "max_seconds", "target", "exhaustive_check", "precision", "cuda_graph")
 
 
 def train_command(
@@ -59,6 +59,9 @@ def train_command(
         help="At the target, also score every problem and train on unless all are right [default: per task; "
              "on for addition].")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32, tf32 or bf16.")] = None,
+    cuda_graph: Annotated[bool | None, typer.Option(
+        "--cuda-graph/--no-cuda-graph",
+        help="On CUDA, replay each step as captured CUDA graphs after a few eager ones [default: on].")] = None,
     device: Device = "auto",
     seed: Seed = 0,
     option: TaskOptions = None,
@@ -102,6 +105,10 @@ def train_command(
     checked = {True: "; right on every problem (exhaustive check)",
                False: f"; the last of {result.exhaustive_checks} exhaustive checks found a wrong problem",
                None: ""}[result.exhaustive]
+    if dev.type == "cuda":
+        how = "replayed as CUDA graphs" if result.cuda_graph else "eager (--no-cuda-graph)" if not cfg.cuda_graph \
+            else "eager (the CUDA graph capture failed: see the warning above)"
+        stderr.print(f"training steps: {how}")
     stderr.print(f"{task}: held-out exact match {result.exact_match:.2%} after {result.samples:,} samples in "
                  f"{result.train_seconds:.1f}s{checked}; best checkpoint {checkpoint}")
     print(json.dumps({**result.summary(), "checkpoint": str(checkpoint)}))

@@ -64,6 +64,7 @@ class TrainResult:
     seconds_to_target: float | None
     params: int
     device: str
+    cuda_graph: bool  # the steps after the first few were replayed CUDA graphs
     history: list[dict] = field(default_factory=list, repr=False)
     state_dict: dict = field(default_factory=dict, repr=False)
     model_config: dict = field(default_factory=dict, repr=False)
@@ -224,7 +225,7 @@ class _Loop:
             best_samples=self.best_samples,
             samples_to_target=self.samples_to_target,
             seconds_to_target=self.seconds_to_target, params=step.model.num_params(), device=str(self.device),
-            history=self.history,
+            cuda_graph=step.graphs is not None, history=self.history,
             state_dict={k: v.detach().cpu().clone() for k, v in self.best_state["eval_model"].items()},
             model_config=step.model_config.to_dict(),
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -30,6 +31,7 @@ from thinker.training.timing import PhaseTimer
 
 # (samples seen, loss) -> loss: lets tests poison or break a step; None in every real run
 LossHook = Callable[[int, torch.Tensor], torch.Tensor]
+GRAPH_WARMUP = 3  # eager steps before a CUDA-graph capture: optimizer state, cuBLAS and the allocator settle
 
 
 def masked_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -62,23 +64,44 @@ class WeightAverage:
     of them. The decay starts short ((1 + n) / (10 + n) after n updates) and grows to `decay`. The
     average is what gets evaluated and saved: it sits at the bottom of the valley the raw iterate
     keeps bouncing around in, which is what the last 0.1% needs.
+
+    `advance()` (host side: the update count and this step's weight) and `blend()` (device side) are
+    apart so that a captured CUDA graph can replay `blend` with the weight in a device tensor.
     """
 
-    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+    def __init__(self, model: torch.nn.Module, decay: float, weight_on_device: bool = False) -> None:
         self.decay, self.updates = decay, 0
         self.model = copy.deepcopy(model).requires_grad_(False)
         self.flat = parameters_to_vector(self.model.parameters()).detach().clone()
         vector_to_parameters(self.flat, self.model.parameters())  # parameters become views of `flat`
+        self.weight: float | torch.Tensor = torch.zeros((), device=self.flat.device) if weight_on_device else 0.0
+
+    def advance(self) -> None:
+        self.updates += 1
+        weight = 1.0 - min(self.decay, (1 + self.updates) / (10 + self.updates))
+        if isinstance(self.weight, torch.Tensor):
+            self.weight.fill_(weight)
+        else:
+            self.weight = weight
 
     @torch.no_grad()
+    def blend(self, model: torch.nn.Module) -> None:
+        self.flat.lerp_(parameters_to_vector(model.parameters()), self.weight)
+
     def update(self, model: torch.nn.Module) -> None:
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        self.flat.lerp_(parameters_to_vector(model.parameters()), 1.0 - decay)
+        self.advance()
+        self.blend(model)
 
 
 class TrainStep:
-    """Owns the task, model, optimizer, data generator and timer of one run; calling it trains one step."""
+    """Owns the task, model, optimizer, data generator and timer of one run; calling it trains one step.
+
+    On CUDA (`cfg.cuda_graph`, the default) the first `GRAPH_WARMUP` steps run eagerly on the capture
+    stream, then the three phases are captured as CUDA graphs (`thinker.training.graph.StepGraphs`)
+    and every later call replays them. The learning rate and the averaging weight then live in device
+    tensors the host fills before each update, so the schedule changes without a recapture. Eager
+    steps and replays run the same three methods: `draw`, `loss` and `update`.
+    """
 
     def __init__(self, cfg: TrainConfig, device: torch.device, fused: bool | None = None) -> None:
         self.cfg, self.device = cfg, device
@@ -86,22 +109,29 @@ class TrainStep:
         self.model_config = cfg.model_config(self.task)
         with seeded(cfg.seed, device):
             self.model = Thinker(self.model_config).to(device)
-        fused = device.type == "cuda" if fused is None else fused
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
-                                           betas=(0.9, cfg.beta2), fused=fused)
+        self.graphed = cfg.cuda_graph and device.type == "cuda" and not cfg.compile
+        fused = (device.type == "cuda" if fused is None else fused) or self.graphed
+        self.lr = torch.tensor(cfg.lr, device=device) if self.graphed else None  # shared by every group
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay),
+                                           lr=cfg.lr if self.lr is None else self.lr, betas=(0.9, cfg.beta2),
+                                           fused=fused, capturable=self.graphed)
         self.generator = torch.Generator(device).manual_seed(cfg.seed)
         # On a GPU, draw batches without data-dependent shapes: no host synchronisation per step.
         self.fixed_shape = device.type == "cuda"
         self.timer = PhaseTimer(device)
         self.forward = torch.compile(self.model) if cfg.compile else self.model
-        self.average = WeightAverage(self.model, cfg.ema) if cfg.ema else None
-        self.samples = 0
+        self.average = WeightAverage(self.model, cfg.ema, weight_on_device=self.graphed) if cfg.ema else None
+        self.samples, self.steps = 0, 0
         self.lr_scale = 1.0
         self.loss_hook: LossHook | None = None
+        self.graphs = None  # StepGraphs, once captured
+        self.graph_error: str | None = None  # why capture failed, if it did
+        self.capture_stream = torch.cuda.Stream(device) if self.graphed else None
 
     def autocast(self):
         if self.cfg.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+            # the autocast weight cache cannot live across graph replays
+            return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=not self.graphed)
         return contextlib.nullcontext()
 
     def learning_rate(self) -> float:
@@ -114,39 +144,98 @@ class TrainStep:
             scale = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
         return cfg.lr * scale * self.lr_scale
 
+    # -- the three phases: what an eager step runs and what the graphs capture --
+    def draw(self):
+        return self.task.sample(self.cfg.batch_size, self.generator, fixed_shape=self.fixed_shape)
+
+    def loss(self, batch) -> torch.Tensor:
+        self.model.train()
+        with self.autocast():
+            # only the answer slots' logits, computed from one position layout for the batch
+            logits = self.forward(batch.inputs, shared_layout=True, tail=batch.answers)  # (B, A, vocab)
+        loss = masked_loss(logits, batch.targets[:, -batch.answers:])
+        if self.loss_hook is not None:
+            loss = self.loss_hook(self.samples, loss)
+        return loss
+
+    def schedule(self) -> None:
+        """The host side of an update: this step's learning rate and averaging weight."""
+        lr = self.learning_rate()
+        if self.lr is not None:
+            self.lr.fill_(lr)
+        else:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        if self.average is not None:
+            self.average.advance()
+
+    def update(self, loss: torch.Tensor) -> None:
+        """Backward, clipping, AdamW and the weight average (gradients must be None on entry)."""
+        loss.backward()
+        if self.cfg.clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        self.optimizer.step()
+        if self.average is not None:
+            self.average.blend(self.model)
+
     def __call__(self) -> torch.Tensor:
         """Run one step; returns the loss as a detached device tensor (reading it is a sync).
 
         The phases carry `record_function` labels, so a torch.profiler trace shows them by name.
         """
-        cfg, timer = self.cfg, self.timer
+        if self.graphs is None and self.graphed and self.steps >= GRAPH_WARMUP and self.loss_hook is None:
+            self.capture()
+        if self.graphs is not None:
+            loss = self.graphs.replay(self)
+        else:
+            with self.on_capture_stream():
+                loss = self.eager()
+        self.samples += self.cfg.batch_size
+        self.steps += 1
+        return loss
+
+    def eager(self) -> torch.Tensor:
+        timer = self.timer
         timer.start()
         with record_function("data"):
-            batch = self.task.sample(cfg.batch_size, self.generator, fixed_shape=self.fixed_shape)
+            batch = self.draw()
         timer.mark()
-        self.model.train()
         with record_function("forward"):
-            with self.autocast():
-                # only the answer slots' logits, computed from one position layout for the batch
-                logits = self.forward(batch.inputs, shared_layout=True, tail=batch.answers)  # (B, A, vocab)
-            loss = masked_loss(logits, batch.targets[:, -batch.answers:])
-            if self.loss_hook is not None:
-                loss = self.loss_hook(self.samples, loss)
+            loss = self.loss(batch)
         timer.mark()
         with record_function("backward"):
-            lr = self.learning_rate()
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+            self.schedule()
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_norm:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
-            self.optimizer.step()
-            if self.average is not None:
-                self.average.update(self.model)
+            with warnings.catch_warnings():  # a capturable optimizer warns when it runs uncaptured
+                warnings.filterwarnings("ignore", message=".*capturable=True.*")
+                self.update(loss)
         timer.mark()
-        self.samples += cfg.batch_size
         return loss.detach()
+
+    @contextlib.contextmanager
+    def on_capture_stream(self):
+        """The warm-up steps before a capture run on the stream the capture will use (as CUDA asks)."""
+        if self.graphs is not None or not self.graphed:
+            yield
+            return
+        main = torch.cuda.current_stream(self.device)
+        self.capture_stream.wait_stream(main)
+        with torch.cuda.stream(self.capture_stream):
+            yield
+        main.wait_stream(self.capture_stream)
+
+    def capture(self) -> None:
+        """Capture the phases as CUDA graphs; on failure say why once and keep stepping eagerly."""
+        from thinker.training.graph import StepGraphs  # noqa: PLC0415 - CUDA only
+
+        try:
+            self.graphs = StepGraphs(self)
+        except Exception as e:  # noqa: BLE001 - any capture failure leaves a working eager step
+            self.graphs, self.graphed = None, False
+            self.graph_error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            self.optimizer.zero_grad(set_to_none=True)
+            warnings.warn(f"CUDA graph capture failed ({self.graph_error}); training on with eager steps",
+                          RuntimeWarning, stacklevel=2)
 
     @property
     def eval_model(self) -> Thinker:
@@ -160,6 +249,31 @@ class TrainStep:
                 "optimizer": copy.deepcopy(self.optimizer.state_dict())}
 
     def restore(self, state: dict) -> None:
+        """Put a `state()` back, copying into the live tensors: captured graphs hold their addresses."""
         self.model.load_state_dict(state["model"])
         self.eval_model.load_state_dict(state["eval_model"])
-        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        if self.lr is None:
+            self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        else:
+            load_in_place(self.optimizer, state["optimizer"])
+
+
+def load_in_place(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """Copy an optimizer `state_dict()` into the optimizer's own state tensors (and leave its learning-rate
+    tensor in place); a parameter without saved state gets a fresh one (zeros, step 0)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, param in enumerate(params):
+        old = saved["state"].get(index)
+        live = optimizer.state.get(param)
+        if not live:
+            if old is not None:
+                optimizer.state[param] = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in old.items()}
+            continue
+        with torch.no_grad():
+            for key, tensor in live.items():
+                if not isinstance(tensor, torch.Tensor):
+                    continue
+                if old is None:
+                    tensor.zero_()
+                else:
+                    tensor.copy_(old[key])
