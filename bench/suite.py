@@ -22,7 +22,7 @@ import torch
 from thinker.bench.measure import blank_row, measure
 from thinker.bench.peaks import peak_tflops
 from thinker.bench.variants import VARIANTS, Variant, skip_reason
-from thinker.device import configure_torch, release_memory
+from thinker.device import configure_torch, current, release_memory
 from thinker.errors import one_line
 from thinker.training import TrainConfig
 
@@ -84,8 +84,9 @@ def run_one(variant: Variant, label: str, cfg: TrainConfig, device: torch.device
     status = "ok"
     try:
         peak = peak_tflops(device, variant.precision, peak_override)
-        row = measure(variant, cfg, device, warmup=warmup, iters=iters, min_seconds=min_seconds,
-                      peak=peak, label=label, profile_dir=profile_dir)
+        with current(device):
+            row = measure(variant, cfg, device, warmup=warmup, iters=iters, min_seconds=min_seconds,
+                          peak=peak, label=label, profile_dir=profile_dir)
     except torch.cuda.OutOfMemoryError:
         status = "oom"
     except Exception as e:  # a failing torch.compile, an op missing for bf16 on this CPU, ...

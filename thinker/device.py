@@ -10,6 +10,7 @@ a sweep at the top of each trial), never an object as a side effect of being con
 
 from __future__ import annotations
 
+import contextlib
 import gc
 
 import torch
@@ -52,6 +53,15 @@ def configure_torch(threads: int = 0, precision: str = "fp32") -> None:
     tf32 = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
+
+
+def current(device: torch.device):
+    """Make `device` the current CUDA device inside the block (a no-op on CPU).
+
+    CUDA events, streams and graph captures belong to the current device: a run on cuda:1 in a process
+    whose current device is cuda:0 would time device 0's stream.
+    """
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def synchronize(device: torch.device) -> None:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from thinker.device import pick_device, synchronize
+from thinker.device import current, pick_device, synchronize
 from thinker.errors import ConfigError, ThinkerError
 from thinker.exam import EXHAUSTIVE_LIMIT, find_wrong
 from thinker.logger import Logger, NullLogger
@@ -84,7 +84,7 @@ def train(cfg: TrainConfig, logger: Logger | None = None, on_eval=None, loss_hoo
     evaluation; an exception from it ends training and propagates. `loss_hook` is for tests.
     """
     device, _ = pick_device(cfg.device)
-    with seeded(cfg.seed, device):  # dropout and position jitter draw from the global RNG
+    with current(device), seeded(cfg.seed, device):  # dropout and position jitter draw from the global RNG
         return _Loop(cfg, device, logger or NullLogger(), on_eval, loss_hook).run()
 
 
