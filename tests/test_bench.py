@@ -4,6 +4,7 @@ GPU checks (NVML sampling, CUDA memory fields) run only where CUDA is: `pytest -
 """
 
 import json
+import shutil
 import subprocess
 import sys
 import types
@@ -292,3 +293,10 @@ def test_sweep_bench_runs_the_code_of_the_checkout_it_is_given():
         assert len(out) == 3 and all(path.startswith(str(checkout)) for path in out), out
     assert not checkout.exists()
     assert str(ROOT) not in " ".join(out)
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU machine would run the whole script")
+def test_gpu_script_without_a_gpu_is_one_line_and_exit_2(tmp_path):
+    proc = subprocess.run(["bash", "bench/gpu.sh", str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "bench/gpu.sh: nvidia-smi failed: no GPU here?"
