@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -297,6 +298,7 @@ def test_sweep_bench_runs_the_code_of_the_checkout_it_is_given():
 
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU machine would run the whole script")
 def test_gpu_script_without_a_gpu_is_one_line_and_exit_2(tmp_path):
-    proc = subprocess.run(["bash", "bench/gpu.sh", str(tmp_path / "out")], capture_output=True, text=True)
+    script = Path(__file__).resolve().parent.parent / "bench" / "gpu.sh"
+    proc = subprocess.run(["bash", str(script), str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "bench/gpu.sh: nvidia-smi failed: no GPU here?"
