@@ -78,7 +78,7 @@ def test_notation_round_trips(name):
         for row in task.problems(20, g, split).tolist():
             assert task.parse(task.show(row)) == (row, long)
     batch = task.sample(5, g)
-    for expected in (batch.targets[:, -batch.answers:] - FIRST_SYMBOL).tolist():
+    for expected in (batch.targets[:, -batch.answer_slots:] - FIRST_SYMBOL).tolist():  # the answer, not scratch
         assert "?" not in task.show_answer(expected)
 
 
@@ -161,3 +161,34 @@ def test_bad_sources_and_options_are_one_line_exit_2(args, message, addition_run
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+class RightAnswerWrongScratch(torch.nn.Module):
+    """A multiply 'model' that writes every answer right and every scratch slot wrong."""
+
+    def __init__(self, task):
+        super().__init__()
+        self.task, self.weight = task, torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, inputs, steps=None, shared_layout=False, tail=None, scratch=None):
+        digits = inputs[:, [0, 1, 3, 4]] - FIRST_SYMBOL  # a0 a1 b0 b1: operands least significant first
+        product = (digits[:, 0] + 16 * digits[:, 1]) * (digits[:, 2] + 16 * digits[:, 3])
+        truth = self.task.encode(torch.stack([product, torch.ones_like(product)], 1)).targets  # answer of p * 1
+        wanted = torch.full_like(inputs, FIRST_SYMBOL + 7)  # a 7 in every scratch slot: wrong for most
+        wanted[:, -4:] = truth[:, -4:]
+        logits = torch.nn.functional.one_hot(wanted, self.task.vocab_size).float()
+        return logits[:, -tail:] if tail else logits
+
+
+def test_exact_match_scores_the_answer_not_the_scratch():
+    """Multiply writes partial products before its answer: trained on, never scored."""
+    from thinker.exam import score
+    from thinker.training.evaluation import evaluate
+
+    task = make_task("multiply")
+    model = RightAnswerWrongScratch(task)
+    batch = task.sample(256, torch.Generator().manual_seed(0), split="eval")
+    assert batch.answers > batch.scored == 4
+    assert evaluate(model, [batch])["exact_match"] == 1.0
+    scores = score(model, task, task.problems(256, torch.Generator().manual_seed(1)))
+    assert bool(scores.right.all()) and scores.answers.shape[1] == 4

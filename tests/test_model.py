@@ -224,3 +224,30 @@ def test_steps_at_test_time_are_the_same_weights_applied_more_often(tiny_model_c
     assert not torch.allclose(model(x, steps=1), model(x))
     with pytest.raises(ValueError, match="steps must be positive"):
         model(x, steps=0)
+
+
+def test_feedback_reads_scratch_back_into_the_scratch_slots_only():
+    from thinker.tasks import ANS, make_task
+
+    task = make_task("multiply")
+    cfg = ThinkerConfig(vocab_size=task.vocab_size, max_len=task.max_len, d_model=32, n_heads=2, n_layers=1,
+                        latent=2, steps=2, n_segments=8, ans_id=ANS)
+    plain = build(cfg).eval()
+    fed = Thinker(ThinkerConfig(**{**cfg.to_dict(), "feedback": True})).eval()
+    fed.load_state_dict(plain.state_dict())  # feedback adds no weights: it reuses the token embeddings
+    batch = task.sample(8, torch.Generator().manual_seed(0))
+    scratch = torch.zeros_like(batch.inputs, dtype=torch.bool)
+    scratch[:, -batch.answers:-batch.scored] = batch.inputs[:, -batch.answers:-batch.scored] == ANS
+    slots = F.pad(scratch, (cfg.latent, 0))
+    h = torch.randn(8, cfg.latent + batch.inputs.shape[1], cfg.d_model)
+    back = fed.read_back(h, batch.inputs)  # the model's own writing: expected token embeddings
+    assert back[~slots].abs().max() == 0 and (back[slots].abs().sum(-1) > 0).all()
+    written = fed.readout(h[:, cfg.latent:]).softmax(-1) @ fed.tok_emb.weight
+    torch.testing.assert_close(back[slots], written[scratch])
+    taught = fed.read_back(h, batch.inputs, scratch=batch.targets)  # training: the true scratch tokens
+    torch.testing.assert_close(taught[slots], fed.tok_emb(batch.targets)[scratch])
+    assert taught[~slots].abs().max() == 0
+    torch.testing.assert_close(fed(batch.inputs, steps=1), plain(batch.inputs, steps=1))  # nothing to read yet
+    assert not torch.allclose(fed(batch.inputs), plain(batch.inputs))
+    full = fed(batch.inputs)[:, -batch.answers:]
+    torch.testing.assert_close(fed(batch.inputs, shared_layout=True, tail=batch.answers), full, rtol=1e-5, atol=1e-5)

@@ -22,11 +22,11 @@ def split_segments(row):
 
 
 def decode_arithmetic(batch, base):
-    """Yield (a, b, answer) as Python ints from a batch, answer read from the targets."""
-    for inputs, targets, mask in zip(batch.inputs.tolist(), batch.targets.tolist(), batch.mask.tolist()):
-        (a, b), slots = split_segments(inputs)
+    """Yield (a, b, answer) as Python ints from a batch, answer read from the targets (after any scratch)."""
+    for inputs, targets in zip(batch.inputs.tolist(), batch.targets.tolist()):
+        (a, b, *_scratch), slots = split_segments(inputs)
         assert all(t == ANS for t in slots)
-        answer = [t for t, m in zip(targets, mask) if m]
+        answer = targets[-batch.answer_slots:]
         assert len(answer) == len(slots)
         yield digits_to_int(a, base), digits_to_int(b, base), digits_to_int(answer, base)
 
@@ -58,9 +58,28 @@ def test_addition_other_base():
 
 
 def test_multiply_matches_python_integers():
-    task = make_task("multiply")
+    task = make_task("multiply", scratch=False)
     for a, b, answer in decode_arithmetic(task.sample(300, torch.Generator().manual_seed(2)), 16):
         assert answer == a * b
+
+
+@pytest.mark.parametrize("split", ["train", "long"])
+def test_multiply_scratch_is_the_partial_products_of_long_multiplication(split):
+    task = make_task("multiply")
+    batch = task.sample(300, torch.Generator().manual_seed(3), split=split)
+    width = 3 if split == "long" else 2
+    assert batch.answer_slots == batch.scored == task.answer_digits(width)
+    assert batch.answers == (width + 1) * batch.scored + width  # width partial products closed by SEP, the answer
+    for inputs, targets in zip(batch.inputs.tolist(), batch.targets.tolist()):
+        (a, b, *scratch_slots), answer_slots = split_segments(inputs)
+        a, b = digits_to_int(a, 16), digits_to_int(b, 16)
+        assert all(t == ANS for slots in scratch_slots for t in slots) and set(answer_slots) == {ANS}
+        tail = targets[-batch.answers:]
+        partials = [digits_to_int(tail[i * (batch.scored + 1):(i + 1) * (batch.scored + 1) - 1], 16)
+                    for i in range(width)]
+        b_digits = [b // 16 ** j % 16 for j in range(width)]
+        assert partials == [a * d * 16 ** j for j, d in enumerate(b_digits)]
+        assert digits_to_int(tail[-batch.scored:], 16) == a * b == sum(partials)
 
 
 def test_sequence_tasks_ground_truth():

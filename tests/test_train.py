@@ -309,3 +309,34 @@ def test_exhaustive_check_stops_only_when_every_problem_is_right(monkeypatch):
 def test_exhaustive_check_refuses_tasks_too_large_to_check():
     with pytest.raises(ConfigError, match="more than the 4,000,000 an exhaustive check scores"):
         train(tiny_train(task_options={"alphabet": 11, "length": 8}, exhaustive_check=True))
+
+
+def test_deep_supervision_trains_on_the_mean_of_every_steps_loss():
+    from thinker.training.step import masked_loss
+
+    step = TrainStep(tiny_train(steps=3, deep_supervision=True), torch.device("cpu"))
+    batch = step.task.sample(32, torch.Generator().manual_seed(0))
+    targets = batch.targets[:, -batch.answers:]
+    per_step = step.model.logits_per_step(batch.inputs, shared_layout=True, tail=batch.answers)
+    expected = sum(masked_loss(logits, targets) for logits in per_step) / 3
+    torch.testing.assert_close(step.loss(batch), expected)
+    assert not torch.allclose(expected, masked_loss(per_step[-1], targets))
+
+
+def test_feedback_trains_later_steps_on_the_true_scratch():
+    """Teacher forcing: in training, a step reads back the true partial products, not its predecessor's."""
+    from thinker.training.step import masked_loss
+
+    cfg = TrainConfig.for_task("multiply", d_model=32, n_heads=2, n_layers=1, device="cpu")
+    assert cfg.model.feedback and cfg.deep_supervision and cfg.to_dict()["feedback"]
+    step = TrainStep(cfg, torch.device("cpu"))
+    batch = step.task.sample(32, torch.Generator().manual_seed(0))
+    targets = batch.targets[:, -batch.answers:]
+    step.model.train()
+    taught = step.model.logits_per_step(batch.inputs, shared_layout=True, tail=batch.answers, scratch=batch.targets)
+    expected = sum(masked_loss(logits, targets) for logits in taught) / len(taught)
+    torch.testing.assert_close(step.loss(batch), expected)
+    own = step.model.logits_per_step(batch.inputs, shared_layout=True, tail=batch.answers)
+    assert not torch.allclose(own[-1], taught[-1])
+    with pytest.raises(ConfigError, match="feedback needs deep_supervision"):
+        TrainConfig.for_task("multiply", deep_supervision=False)

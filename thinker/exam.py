@@ -76,8 +76,9 @@ def score(model: Thinker, task: Task, problems: torch.Tensor, long: bool = False
     @torch.inference_mode()
     def one(start: int) -> tuple[torch.Tensor, ...]:
         batch = task.encode(problems[start:start + chunk].to(device), long=long)
-        expected = batch.targets[:, -batch.answers:]  # every task puts its answer slots last
-        logits = model(batch.inputs, steps=steps, shared_layout=True, tail=batch.answers)
+        n = batch.answer_slots  # every task puts its answer slots last (after any scratch)
+        expected = batch.targets[:, -n:]
+        logits = model(batch.inputs, steps=steps, shared_layout=True, tail=batch.answers)[:, -n:]
         confidence, answers = logits.float().softmax(-1).max(-1)  # (n, A)
         wrong = answers != expected
         first = torch.where(wrong.any(1), wrong.to(torch.int8).argmax(1), -1)

@@ -75,6 +75,8 @@ class ThinkerConfig:
     """Dropout on attention and MLP outputs during training."""
     sep_id: int = 1
     """Token id that separates segments; positions restart after it."""
+    ans_id: int = 2
+    """Token id of the slots the model writes its answer (and any scratch) into."""
     n_segments: int = 4
     """Segment embeddings available (operands, answer, ...)."""
     position_jitter: bool = False
@@ -83,6 +85,12 @@ class ThinkerConfig:
     """Learned per-head attention bias by position difference within segments (shared by all steps)."""
     rotary: bool = True
     """Rotate queries and keys by position within segments (RoPE), so offsets can depend on content."""
+    feedback: bool = False
+    """Scratch read back: before every step after the first, each scratch slot (an answer slot before
+    the last segment) also gets the embedding of the token written there, so a later step reads the
+    intermediate results as tokens, as a scratchpad is written and read. In training that token is
+    the true one (teacher forcing, `forward(..., scratch=targets)`); otherwise it is what the previous
+    step would write (its softmax over the vocabulary times the token embeddings)."""
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "steps",
@@ -185,7 +193,7 @@ class Thinker(nn.Module):
         return angle.cos(), angle.sin()
 
     def forward(self, tokens: torch.Tensor, steps: int | None = None, shared_layout: bool = False,
-                tail: int | None = None) -> torch.Tensor:
+                tail: int | None = None, scratch: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, T, vocab_size) for a batch of token ids (B, T); (B, tail, vocab_size) with `tail`.
 
         `steps` overrides the configured number of thinking steps (test-time thinking: the same
@@ -193,17 +201,19 @@ class Thinker(nn.Module):
         separators at the same places (true of every batch a task encodes): the position bias and
         rotations are then computed once for the batch instead of once per row. `tail` asks for the
         logits of the last `tail` tokens only (where every task puts its answer slots): the last block
-        of the last step then runs its queries, projection and MLP for those rows alone.
+        of the last step then runs its queries, projection and MLP for those rows alone. `scratch`
+        (B, T): the true tokens of the scratch slots, read back instead of the model's own (training
+        with `feedback`; see `ThinkerConfig.feedback`).
         """
-        return self.readout(self.think(tokens, steps, shared_layout, tail)[-1])
+        return self.readout(self.think(tokens, steps, shared_layout, tail, scratch)[-1])
 
     def logits_per_step(self, tokens: torch.Tensor, steps: int | None = None, shared_layout: bool = False,
-                        tail: int | None = None) -> list[torch.Tensor]:
+                        tail: int | None = None, scratch: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Logits after every thinking step: what the model would answer had it stopped there."""
-        return [self.readout(h) for h in self.think(tokens, steps, shared_layout, tail)]
+        return [self.readout(h) for h in self.think(tokens, steps, shared_layout, tail, scratch)]
 
     def think(self, tokens: torch.Tensor, steps: int | None = None, shared_layout: bool = False,
-              tail: int | None = None) -> list[torch.Tensor]:
+              tail: int | None = None, scratch: torch.Tensor | None = None) -> list[torch.Tensor]:
         """The task tokens' states (B, T or tail, D) after each thinking step (see `forward`)."""
         cfg = self.cfg
         steps = cfg.steps if steps is None else steps
@@ -223,13 +233,26 @@ class Thinker(nn.Module):
         last = len(self.blocks) - 1
         keep = slice(cfg.latent, None) if tail is None else slice(-tail, None)
         for step in range(steps):
-            if step:
-                h = h + e  # re-inject the input at every step
+            if step:  # re-inject the input at every step (and, with feedback, the scratch written)
+                h = h + e + self.read_back(h, tokens, scratch) if cfg.feedback else h + e
             for i, (block, cache) in enumerate(zip(self.blocks, caches)):
                 trim = tail if step == steps - 1 and i == last else None
                 h = block(h, cache, bias, rotation, trim)
             states.append(h[:, keep])
         return states
+
+    def read_back(self, h: torch.Tensor, tokens: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
+        """The token written at each scratch slot, embedded (B, L + T, D): `scratch`'s own tokens when
+        given, else what the state `h` (B, L + T, D) would write (the expected token embedding under its
+        softmax); zero at every other position, the answer proper and the memory included."""
+        cfg = self.cfg
+        if scratch is not None:
+            written = self.tok_emb(scratch)  # (B, T, D)
+        else:
+            written = self.readout(h[:, cfg.latent:]).softmax(-1) @ self.tok_emb.weight  # (B, T, D)
+        segment, _ = segment_positions(tokens, cfg.sep_id)
+        slots = (tokens == cfg.ans_id) & (segment < segment.max(dim=1, keepdim=True).values)
+        return F.pad(written * slots.unsqueeze(-1).to(written.dtype), (0, 0, cfg.latent, 0))
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """Logits (B, n, vocab_size) from task-token states (B, n, D)."""

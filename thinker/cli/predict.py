@@ -25,7 +25,7 @@ from thinker.cli.progress import stderr
 from thinker.cli.source import open_source
 from thinker.device import configure_torch
 from thinker.model import Thinker
-from thinker.tasks import FIRST_SYMBOL, ProblemError, Task
+from thinker.tasks import FIRST_SYMBOL, SEP, ProblemError, Task
 
 
 def predict_command(
@@ -71,15 +71,31 @@ def predict(model: Thinker, task: Task, problem: list[int], long: bool = False, 
     """The answer after every thinking step, with the probability of each answer token and the expected answer."""
     device = next(model.parameters()).device
     batch = task.encode(torch.tensor([problem], device=device), long=long)
-    expected = (batch.targets[0, -batch.answers:] - FIRST_SYMBOL).tolist()
+    n = batch.answer_slots  # the answer proper: the last n slots, after any scratch
+    expected = (batch.targets[0, -n:] - FIRST_SYMBOL).tolist()
+    scratch_slots = batch.inputs[0, -batch.answers:-n] if batch.answers > n else batch.inputs[0, :0]
     trace = []
     for logits in model.logits_per_step(batch.inputs, steps, shared_layout=True, tail=batch.answers):
         confidence, tokens = logits[0].float().softmax(-1).max(-1)
-        symbols = (tokens - FIRST_SYMBOL).tolist()
+        symbols = (tokens[-n:] - FIRST_SYMBOL).tolist()
         trace.append({"answer": task.show_answer(symbols), "right": symbols == expected,
-                      "confidence": [round(c, 4) for c in task.reading_order(confidence.tolist())]})
+                      "confidence": [round(c, 4) for c in task.reading_order(confidence[-n:].tolist())]})
+        if scratch_slots.numel():
+            trace[-1]["scratch"] = _scratch(task, scratch_slots, tokens[:-n])
     return {"problem": task.show(problem), "longer_than_training": long, "expected": task.show_answer(expected),
             **trace[-1], "steps": len(trace), "trace": trace}
+
+
+def _scratch(task: Task, slots: torch.Tensor, tokens: torch.Tensor) -> list[str]:
+    """The scratch segments the model wrote (slots is the inputs there: ANS, with SEP between segments)."""
+    segments, current = [], []
+    for slot, token in zip(slots.tolist(), (tokens - FIRST_SYMBOL).tolist()):
+        if slot == SEP:
+            segments.append(task.show_answer(current))
+            current = []
+        else:
+            current.append(token)
+    return segments + ([task.show_answer(current)] if current else [])
 
 
 def _line(answer: dict, steps_trace: bool) -> str:
@@ -88,6 +104,8 @@ def _line(answer: dict, steps_trace: bool) -> str:
     text = f"{answer['problem']} = {answer['answer']}  ({mark}; confidence {confidence})"
     if answer["longer_than_training"]:
         text += "  [longer than training]"
+    if answer.get("scratch"):
+        text += f"  [scratch {' + '.join(answer['scratch'])}]"
     if steps_trace:
         for i, step in enumerate(answer["trace"], 1):
             text += (f"\n  after step {i}: {step['answer']:>{len(answer['expected'])}}  "

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field, fields
 
 from thinker.errors import ConfigError
 from thinker.model import ThinkerConfig
-from thinker.tasks import SEP, TASKS, Task
+from thinker.tasks import ANS, SEP, TASKS, Task
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 # ThinkerConfig fields a task decides (model_config fills them in), never set by hand
-TASK_DERIVED = ("vocab_size", "max_len", "sep_id")
+TASK_DERIVED = ("vocab_size", "max_len", "sep_id", "ans_id")
 MODEL_FIELDS = tuple(f.name for f in fields(ThinkerConfig) if f.name not in TASK_DERIVED)
 
 
@@ -49,6 +49,9 @@ class TrainConfig:
     """Linear warmup length, in samples."""
     min_lr_ratio: float = 0.1
     """Cosine decay ends at this fraction of the peak rate, at max_samples."""
+    deep_supervision: bool = False
+    """Train on the answer (and scratch) after every thinking step, not only the last (the mean of the
+    steps' losses); the model's `feedback` needs it, so that a step learns to write what the next reads."""
     clip_norm: float = 1.0
     """Gradient clipping norm; 0 turns clipping off."""
     ema: float = 0.99
@@ -104,6 +107,9 @@ class TrainConfig:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.model.feedback and not self.deep_supervision:
+            raise ConfigError("feedback needs deep_supervision: a step learns to write the scratch the next one "
+                              "reads only if its own loss counts")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
@@ -139,4 +145,5 @@ class TrainConfig:
 
     def model_config(self, task: Task) -> ThinkerConfig:
         """The model config for `task`: the settable fields from here, the rest from the task."""
-        return dataclasses.replace(self.model, vocab_size=task.vocab_size, max_len=task.max_len, sep_id=SEP)
+        return dataclasses.replace(self.model, vocab_size=task.vocab_size, max_len=task.max_len, sep_id=SEP,
+                                   ans_id=ANS)

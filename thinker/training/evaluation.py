@@ -31,10 +31,11 @@ def evaluate(model: Thinker, batches: list[Batch], chunk: int = 1024, autocast=N
     for batch in batches:
         for i in range(0, len(batch), chunk):
             inputs = batch.inputs[i:i + chunk]
-            # every task puts its answer slots last: score those only
-            targets, mask = batch.targets[i:i + chunk, -batch.answers:], batch.mask[i:i + chunk, -batch.answers:]
+            # every task puts its answer slots last: score those only (not the scratch before them)
+            n = batch.answer_slots
+            targets, mask = batch.targets[i:i + chunk, -n:], batch.mask[i:i + chunk, -n:]
             with autocast or contextlib.nullcontext():
-                logits = model(inputs, shared_layout=True, tail=batch.answers)
+                logits = model(inputs, shared_layout=True, tail=batch.answers)[:, -n:]
             n_answer = mask.sum()
             loss_sum += (masked_loss(logits, targets) * n_answer).item()  # .item(): sync point
             right = (logits.argmax(-1) == targets) & mask

@@ -149,11 +149,19 @@ class TrainStep:
         return self.task.sample(self.cfg.batch_size, self.generator, fixed_shape=self.fixed_shape)
 
     def loss(self, batch) -> torch.Tensor:
+        """Cross-entropy at the answer (and scratch) slots; with deep supervision, the mean over steps."""
         self.model.train()
         with self.autocast():
-            # only the answer slots' logits, computed from one position layout for the batch
-            logits = self.forward(batch.inputs, shared_layout=True, tail=batch.answers)  # (B, A, vocab)
-        loss = masked_loss(logits, batch.targets[:, -batch.answers:])
+            # only the answer slots' logits, computed from one position layout for the batch: (B, A, vocab)
+            # with feedback, later steps read the true scratch back (teacher forcing)
+            scratch = batch.targets if self.model_config.feedback else None
+            if self.cfg.deep_supervision:
+                per_step = self.model.logits_per_step(batch.inputs, shared_layout=True, tail=batch.answers,
+                                                      scratch=scratch)
+            else:
+                per_step = [self.forward(batch.inputs, shared_layout=True, tail=batch.answers, scratch=scratch)]
+        targets = batch.targets[:, -batch.answers:]
+        loss = sum(masked_loss(logits, targets) for logits in per_step) / len(per_step)
         if self.loss_hook is not None:
             loss = self.loss_hook(self.samples, loss)
         return loss
