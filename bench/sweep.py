@@ -41,6 +41,7 @@ from rich.console import Console
 from rich.table import Table
 
 from thinker.bench.monitors import CpuMonitor
+from thinker.device import DeviceError, pick_device
 from thinker.machine import describe, label
 from thinker.training import TrainConfig, train
 
@@ -89,11 +90,17 @@ def worktree(ref: str):
                          capture_output=True, text=True)
     if add.returncode != 0:
         tmp.rmdir()
-        raise SystemExit(f"bench: cannot check out {ref!r}: {(add.stderr.strip().splitlines() or ['git failed'])[-1]}")
+        fail(f"cannot check out {ref!r}: {(add.stderr.strip().splitlines() or ['git failed'])[-1]}")
     try:
         yield tmp
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp)], capture_output=True)
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr and exit code 2, as argparse does for a bad option."""
+    print(f"bench: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def commit_of(source: Path) -> str | None:
@@ -117,8 +124,6 @@ def default_part(task: str, trials: int, device: str, against: str | None) -> di
     """The default sweep as a user runs it, from this checkout and optionally from `against` first."""
     args = [task, "--trials", str(trials)] + ([] if device == "auto" else ["--device", device])
     monitor_device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    if monitor_device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"bench: --device {device} but torch sees no CUDA device")
     sources: list[tuple[str, contextlib.AbstractContextManager]] = []
     if against:
         sources.append(("against", worktree(against)))
@@ -263,8 +268,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     if args.against and "default" not in parts:
         parser.error("--against compares the `default` part: add it to --parts")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    machine = describe(torch.device(device))
+    try:
+        device, _ = pick_device(args.device)  # what the sweeps will run on, or a one-line error
+    except DeviceError as e:
+        fail(str(e))
+    machine = describe(device)
     report: dict = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), **machine, "machine": label(machine),
                     "trials": args.trials}
     if "default" in parts:

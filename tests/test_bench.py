@@ -302,3 +302,14 @@ def test_gpu_script_without_a_gpu_is_one_line_and_exit_2(tmp_path):
     proc = subprocess.run(["bash", str(script), str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "bench/gpu.sh: nvidia-smi failed: no GPU here?"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--against", "no-such-commit"], "bench: cannot check out 'no-such-commit'"),
+    (["--device", "gpu"], "bench: unknown device 'gpu'"),
+])
+def test_sweep_bench_bad_input_is_one_line_and_exit_2(args, message):
+    proc = subprocess.run([sys.executable, "-m", "thinker.bench.sweep", "--parts", "default", "--trials", "1", *args],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(message) and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
