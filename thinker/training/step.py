@@ -214,11 +214,20 @@ class TrainStep:
         with record_function("backward"):
             self.schedule()
             self.optimizer.zero_grad(set_to_none=True)
-            with warnings.catch_warnings():  # a capturable optimizer warns when it runs uncaptured
-                warnings.filterwarnings("ignore", message=".*capturable=True.*")
+            with self.quiet_uncaptured():
                 self.update(loss)
         timer.mark()
         return loss.detach()
+
+    @contextlib.contextmanager
+    def quiet_uncaptured(self):
+        """A capturable optimizer warns whenever it steps outside a capture: expected before the capture."""
+        if self.lr is None:
+            yield
+            return
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*capturable=True.*")
+            yield
 
     @contextlib.contextmanager
     def on_capture_stream(self):
