@@ -62,7 +62,7 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     tasks = list(dict.fromkeys(r["name"] for r in report["rows"]))
-    fig, axes = plt.subplots(2, len(tasks), figsize=(4.2 * len(tasks), 6.5), squeeze=False)
+    fig, axes = plt.subplots(2, len(tasks), figsize=(max(4.2 * len(tasks), 6.5), 6.5), squeeze=False)
     names = list(VARIANTS)
     for col, task in enumerate(tasks):
         budget = max(r["samples"] for r in report["rows"] if r["name"] == task)
@@ -89,7 +89,7 @@ def plot(report: dict, path: Path) -> None:
         for ax in (top, bottom):
             ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
             ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"Does thinking longer help? seeds {report['seeds']}, {report['machine']}", fontsize=9)
+    fig.suptitle(f"Does thinking longer help? seeds {report['seeds']}\n{report['machine']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
