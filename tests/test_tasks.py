@@ -147,6 +147,8 @@ def test_bad_task_and_options():
         make_task("addition", base=1)
     with pytest.raises(ValueError):
         make_task("copy", colour="red")
+    with pytest.raises(ValueError, match="scratch must be true or false, got 'maybe'"):
+        make_task("multiply", scratch="maybe")  # what `-o scratch=maybe` passes
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))

@@ -469,6 +469,8 @@ class MultiplyTask(_ArithmeticTask):
 
     def __init__(self, base: int = 16, max_operand: int = 255, holdout: float = 0.1, scratch: bool = True) -> None:
         super().__init__(base, max_operand, holdout)
+        if not isinstance(scratch, bool):
+            raise ConfigError(f"scratch must be true or false, got {scratch!r}")
         self.scratch = scratch
 
     def scratch_digits(self, a: torch.Tensor, b: torch.Tensor, width: int) -> list[torch.Tensor]:
