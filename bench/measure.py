@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from thinker.bench.monitors import CpuMonitor, UsageMonitor
+from thinker.bench.monitors import INTERVAL_S, CpuMonitor, UsageMonitor
 from thinker.bench.nvml import GpuMonitor
 from thinker.bench.variants import Variant
 from thinker.device import synchronize
@@ -56,9 +56,9 @@ def blank_row(label: str, variant: Variant, cfg: TrainConfig, device: torch.devi
     return row
 
 
-def usage_monitor(device: torch.device) -> UsageMonitor:
-    """NVML on CUDA, psutil on CPU."""
-    return GpuMonitor(device) if device.type == "cuda" else CpuMonitor()
+def usage_monitor(device: torch.device, interval: float = INTERVAL_S) -> UsageMonitor:
+    """NVML on CUDA, psutil on CPU, read every `interval` seconds."""
+    return GpuMonitor(device, interval) if device.type == "cuda" else CpuMonitor(interval)
 
 
 def sequence_length(step: TrainStep) -> int:

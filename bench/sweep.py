@@ -40,7 +40,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from thinker.bench.monitors import CpuMonitor
+from thinker.bench.measure import usage_monitor
 from thinker.device import DeviceError, pick_device
 from thinker.machine import describe, label
 from thinker.training import TrainConfig, train
@@ -111,19 +111,10 @@ def commit_of(source: Path) -> str | None:
     return (head.stdout.strip() + ("+changes" if dirty else "")) or None
 
 
-def usage_monitor(device: str):
-    """NVML on a CUDA device (GPU utilisation, SM activity, memory, power), else whole-machine CPU%."""
-    if device.startswith("cuda"):
-        from thinker.bench.nvml import GpuMonitor  # noqa: PLC0415 - CUDA machines only
-
-        return GpuMonitor(torch.device(device))
-    return CpuMonitor(interval=1.0)
-
-
-def default_part(task: str, trials: int, device: str, against: str | None) -> dict:
-    """The default sweep as a user runs it, from this checkout and optionally from `against` first."""
+def default_part(task: str, trials: int, device: str, runs_on: torch.device, against: str | None) -> dict:
+    """The default sweep as a user runs it (`--device device`, which picks `runs_on`), from this checkout
+    and optionally from `against` first."""
     args = [task, "--trials", str(trials)] + ([] if device == "auto" else ["--device", device])
-    monitor_device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     sources: list[tuple[str, contextlib.AbstractContextManager]] = []
     if against:
         sources.append(("against", worktree(against)))
@@ -133,7 +124,8 @@ def default_part(task: str, trials: int, device: str, against: str | None) -> di
         with checkout as source:
             commit = commit_of(source)
             console.print(f"default: {results['command']} at {commit} ...")
-            s = sweep(args, source=source, monitor=usage_monitor(monitor_device))
+            # a sweep takes minutes: one reading a second is plenty
+            s = sweep(args, source=source, monitor=usage_monitor(runs_on, interval=1.0))
         results[name] = {"commit": commit, "trials_per_hour": round(s["finished"] / s["wall_seconds"] * 3600, 1),
                          **{k: s.get(k) for k in ("wall_seconds", "finished", "complete", "pruned", "failed",
                                                   "samples_total", "best_value", "best_exact_match", "usage")}}
@@ -276,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     report: dict = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), **machine, "machine": label(machine),
                     "trials": args.trials}
     if "default" in parts:
-        report["default"] = default_part(args.task, args.trials, args.device, args.against)
+        report["default"] = default_part(args.task, args.trials, args.device, device, args.against)
     if "overhead" in parts:
         report["overhead"] = overhead_part(repeats=3, max_samples=40_000)
     if "workers" in parts:
