@@ -179,6 +179,9 @@ class RightAnswerWrongScratch(torch.nn.Module):
         logits = torch.nn.functional.one_hot(wanted, self.task.vocab_size).float()
         return logits[:, -tail:] if tail else logits
 
+    def logits_per_step(self, inputs, steps=None, shared_layout=False, tail=None):
+        return [self(inputs, steps, shared_layout, tail)]
+
 
 def test_exact_match_scores_the_answer_not_the_scratch():
     """Multiply writes partial products before its answer: trained on, never scored."""
@@ -192,3 +195,15 @@ def test_exact_match_scores_the_answer_not_the_scratch():
     assert evaluate(model, [batch])["exact_match"] == 1.0
     scores = score(model, task, task.problems(256, torch.Generator().manual_seed(1)))
     assert bool(scores.right.all()) and scores.answers.shape[1] == 4
+
+
+def test_predict_shows_the_scratch_the_model_wrote():
+    from thinker.cli.predict import predict
+
+    task = make_task("multiply")
+    model = RightAnswerWrongScratch(task)  # a 7 in every scratch slot
+    answer = predict(model, task, [0x0f, 0x12])
+    assert answer["answer"] == "10e" and answer["right"]
+    assert answer["scratch"] == ["7777", "7777"]  # two partial products of four digits each
+    plain = make_task("multiply", scratch=False)
+    assert "scratch" not in predict(RightAnswerWrongScratch(plain), plain, [0x0f, 0x12])
