@@ -35,6 +35,7 @@ from thinker.training import PHASES, TrainConfig, TrainStep
 from thinker.training.step import GRAPH_WARMUP
 
 PROFILE_STEPS = 5
+OP_ROWS = 30  # ops in a profile's table
 COUNT_STEPS = 10
 # host-side CUDA runtime/driver calls that put work on the GPU
 LAUNCH_CALLS = frozenset({"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx",
@@ -128,9 +129,11 @@ def measure(variant: Variant, cfg: TrainConfig, device: torch.device, *, warmup:
 
 
 def profile(step: TrainStep, path: Path, steps: int = PROFILE_STEPS) -> Path:
-    """A chrome trace (chrome://tracing, ui.perfetto.dev) of a few steps; phases show by name."""
+    """A chrome trace (chrome://tracing, ui.perfetto.dev) of a few steps, phases shown by name, and beside
+    it (same name, .txt) the ops that took the most time: the device's time on CUDA, the CPU's here."""
+    cuda = step.device.type == "cuda"
     activities = [torch.profiler.ProfilerActivity.CPU]
-    if step.device.type == "cuda":
+    if cuda:
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.profiler.profile(activities=activities) as prof:
@@ -139,6 +142,9 @@ def profile(step: TrainStep, path: Path, steps: int = PROFILE_STEPS) -> Path:
         synchronize(step.device)
     step.timer.collect()
     prof.export_chrome_trace(str(path))
+    order = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=order, row_limit=OP_ROWS, max_name_column_width=60)
+    path.with_suffix(".txt").write_text(f"{steps} steps of batch {step.cfg.batch_size}, ops by {order}\n{table}\n")
     return path
 
 

@@ -68,6 +68,8 @@ def test_bench_table_then_json_with_consistent_rows(tmp_path):
     assert rows["batch=128"]["batch_size"] == 128 and rows["batch=128"]["base"] in ("eager", "fused")
     trace = tmp_path / "trace" / "trace-eager.json"
     assert '"forward"' in trace.read_text() and rows["eager"]["trace"] == str(trace)
+    ops = trace.with_suffix(".txt").read_text()
+    assert ops.startswith("5 steps of batch 64, ops by self_cpu_time_total") and "aten::mm" in ops
 
 
 @pytest.mark.parametrize("args, message", [
