@@ -64,6 +64,15 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_ctrl_c_in_a_command_is_one_line_and_exit_130(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("thinker.cli.train.train", interrupted)
+    result = runner.invoke(app, ["train", "copy", *TINY, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 130 and result.stderr.strip().splitlines()[-1] == "thinker: interrupted"
+
+
 def test_cuda_without_gpu_is_an_error(tmp_path):
     result = runner.invoke(app, ["train", "copy", "--device", "cuda", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2

@@ -24,11 +24,21 @@ from thinker.cli import eval as eval_
 from thinker.errors import ThinkerError
 
 
+class _Interrupted(Exception):
+    """Ctrl-C inside a command, carried past Typer (which would turn it into a silent exit 130)."""
+
+
 class ThinkerGroup(TyperGroup):
     """Runs a command and turns whatever ends it into an exit code and at most one line on stderr.
 
     The console entry point and Typer's CliRunner both come through here, so tests see what users see.
     """
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:
+            raise _Interrupted from e
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
@@ -36,7 +46,7 @@ class ThinkerGroup(TyperGroup):
         except ThinkerError as e:
             print(f"thinker: error: {e}", file=sys.stderr)
             code = 2
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _Interrupted):
             print("thinker: interrupted", file=sys.stderr)
             code = 130
         except Exception as e:
