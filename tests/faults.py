@@ -25,12 +25,12 @@ def diverge(at: int):
     return lambda samples, loss: loss * float("nan") if samples >= at else loss
 
 
-def error(at: int):
-    """Raise from the step at `at` samples."""
+def error(at: int, kind: type[BaseException] = RuntimeError):
+    """Raise from the step at `at` samples (`KeyboardInterrupt`: Ctrl-C there)."""
 
     def hook(samples: int, loss: torch.Tensor) -> torch.Tensor:
         if samples >= at:
-            raise RuntimeError(f"injected fault at {samples} samples")
+            raise kind(f"injected fault at {samples} samples")
         return loss
 
     return hook

@@ -73,6 +73,22 @@ def test_ctrl_c_in_a_command_is_one_line_and_exit_130(tmp_path, monkeypatch):
     assert result.exit_code == 130 and result.stderr.strip().splitlines()[-1] == "thinker: interrupted"
 
 
+def test_ctrl_c_after_an_evaluation_saves_the_best_model_then_exit_130(tmp_path, monkeypatch):
+    import thinker.cli.train as train_cli
+    from tests.faults import error
+
+    real_train = train_cli.train
+    monkeypatch.setattr(train_cli, "train", lambda cfg, logger, **kwargs: real_train(
+        cfg, logger, loss_hook=error(9000, KeyboardInterrupt), **kwargs))
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "copy", *TINY, "--max-samples", "40000", "--target", "2", "--out", str(out)])
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip().splitlines()[-1] == "interrupted: the best model so far is saved"
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["stop_reason"] == "interrupted" and summary["best_samples"] == 8192
+    assert torch.load(out / "model.pt")["train_config"]["task"] == "copy"
+
+
 def test_cuda_without_gpu_is_an_error(tmp_path):
     result = runner.invoke(app, ["train", "copy", "--device", "cuda", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2

@@ -114,6 +114,18 @@ def test_error_in_a_step_propagates():
         train(tiny_train(), loss_hook=error(1024))
 
 
+def test_ctrl_c_after_an_evaluation_can_end_training_with_the_best_state():
+    cfg = tiny_train(eval_every=1024, target=2.0)
+    result = train(cfg, loss_hook=error(3000, KeyboardInterrupt), stop_on_interrupt=True)
+    assert result.stop_reason == "interrupted" and result.samples == 3008
+    assert result.best_samples in (1024, 2048) and [h["samples"] for h in result.history] == [1024, 2048]
+    assert result.exact_match == max(h["exact_match"] for h in result.history) and result.state_dict
+    with pytest.raises(KeyboardInterrupt):  # the sweep's way to stop a trial: it must still propagate
+        train(cfg, loss_hook=error(3000, KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # nothing evaluated yet: nothing worth keeping
+        train(cfg, loss_hook=error(512, KeyboardInterrupt), stop_on_interrupt=True)
+
+
 def test_on_eval_hook_can_stop_training():
     class Stop(Exception):
         pass

@@ -71,7 +71,8 @@ def train_command(
     storage: Storage = None,
     tracking_uri: TrackingUri = None,
 ) -> None:
-    """Train one model and write its best checkpoint; the last stdout line is a JSON summary."""
+    """Train one model and write its best checkpoint; the last stdout line is a JSON summary.
+    Ctrl-C after the first evaluation stops training and still writes the best checkpoint (exit 130)."""
     check_task(task)
     base: dict = {"task": task}
     if from_trial:
@@ -92,7 +93,7 @@ def train_command(
     configure_torch(cfg.threads, cfg.precision)
     stderr.print(f"device: {dev} ({reason})")
     with training_progress(cfg.max_samples, task) as logger:
-        result = train(cfg, logger)
+        result = train(cfg, logger, stop_on_interrupt=True)  # Ctrl-C after an evaluation keeps the best model
     try:
         checkpoint = save_checkpoint(out, cfg, result)
     except OSError as e:  # the directory went away or filled up during training: keep the model anyway
@@ -112,3 +113,6 @@ def train_command(
     stderr.print(f"{task}: held-out exact match {result.exact_match:.2%} after {result.samples:,} samples in "
                  f"{result.train_seconds:.1f}s{checked}; best checkpoint {checkpoint}")
     print(json.dumps({**result.summary(), "checkpoint": str(checkpoint)}))
+    if result.stop_reason == "interrupted":
+        stderr.print("interrupted: the best model so far is saved")
+        raise typer.Exit(130)

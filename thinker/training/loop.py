@@ -75,17 +75,19 @@ class TrainResult:
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
-def train(cfg: TrainConfig, logger: Logger | None = None, on_eval=None, loss_hook: LossHook | None = None
-          ) -> TrainResult:
+def train(cfg: TrainConfig, logger: Logger | None = None, on_eval=None, loss_hook: LossHook | None = None,
+          stop_on_interrupt: bool = False) -> TrainResult:
     """Train until the target exact match, the sample budget or the time budget; return the best state.
 
     `logger.log(metrics, step)` gets training metrics every `log_every` steps and evaluation metrics
     at every evaluation, stepped by samples seen. `on_eval(samples, metrics)` runs after each
     evaluation; an exception from it ends training and propagates. `loss_hook` is for tests.
+    With `stop_on_interrupt`, Ctrl-C (KeyboardInterrupt) after the first evaluation ends training like a
+    budget does (stop reason "interrupted", the best state returned); before it, it propagates.
     """
     device, _ = pick_device(cfg.device)
     with current(device), seeded(cfg.seed, device):  # dropout and position jitter draw from the global RNG
-        return _Loop(cfg, device, logger or NullLogger(), on_eval, loss_hook).run()
+        return _Loop(cfg, device, logger or NullLogger(), on_eval, loss_hook).run(stop_on_interrupt)
 
 
 class _Loop:
@@ -114,33 +116,39 @@ class _Loop:
             raise ConfigError(f"exhaustive_check: {cfg.task} has {self.step.task.space_size():,} problems, more than "
                               f"the {EXHAUSTIVE_LIMIT:,} an exhaustive check scores")
 
-    def run(self) -> TrainResult:
+    def run(self, stop_on_interrupt: bool = False) -> TrainResult:
+        self.start, self.steps = time.perf_counter(), 0
+        try:
+            stop_reason = self.train()
+        except KeyboardInterrupt:
+            if not stop_on_interrupt or not self.history:
+                raise
+            stop_reason = "interrupted"
+        synchronize(self.device)
+        return self.result(self.steps, stop_reason, time.perf_counter() - self.start)
+
+    def train(self) -> str:
+        """Step, log and evaluate until a stop; the reason."""
         cfg, step = self.cfg, self.step
         pending_losses: list[torch.Tensor] = []
-        steps, next_eval = 0, cfg.eval_every
-        self.start = time.perf_counter()
+        next_eval = cfg.eval_every
         while True:
             pending_losses.append(step())
-            steps += 1
+            self.steps += 1
             out_of_samples = step.samples >= cfg.max_samples
             out_of_time = bool(cfg.max_seconds) and time.perf_counter() - self.start >= cfg.max_seconds
             due_eval = step.samples >= next_eval or out_of_samples or out_of_time
-            if steps % cfg.log_every == 0 or due_eval:
+            if self.steps % cfg.log_every == 0 or due_eval:
                 losses = torch.stack(pending_losses).tolist()  # sync point: one per log interval
                 pending_losses.clear()
                 if not self.log_interval(losses):
                     continue  # a spike: the best state is back; evaluate once the loss is sane again
             if due_eval:
                 next_eval = (step.samples // cfg.eval_every + 1) * cfg.eval_every  # one grid for all runs
-                reached = self.evaluate()
-                if reached:
-                    stop_reason = "target"
-                    break
+                if self.evaluate():
+                    return "target"
                 if out_of_samples or out_of_time:
-                    stop_reason = "max_samples" if out_of_samples else "max_seconds"
-                    break
-        synchronize(self.device)
-        return self.result(steps, stop_reason, time.perf_counter() - self.start)
+                    return "max_samples" if out_of_samples else "max_seconds"
 
     def log_interval(self, losses: list[float]) -> bool:
         """Log training metrics; on a spike restore the best state and return False."""
