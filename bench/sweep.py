@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -55,17 +56,40 @@ def sweep(args: list[str], source: Path | None = None, monitor=None) -> dict:
         if monitor is not None:
             monitor.start()
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-S", "-m", "thinker", "sweep", *args], cwd=tmp,
-                              capture_output=True, text=True, env=run_from(source or ROOT))
+        proc = subprocess.Popen([sys.executable, "-S", "-m", "thinker", "sweep", *args], cwd=tmp, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=run_from(source or ROOT))
+        try:
+            stdout, stderr = proc.communicate()
+        except KeyboardInterrupt:
+            stop(proc)
+            raise
         wall = time.perf_counter() - started
         usage = monitor.stop() if monitor is not None else {}
     if proc.returncode != 0:
-        raise RuntimeError(f"thinker sweep {' '.join(args)} failed: {proc.stderr.strip().splitlines()[-1:]}")
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    summary["locked"] = "database is locked" in proc.stderr
+        raise RuntimeError(f"thinker sweep {' '.join(args)} failed: {stderr.strip().splitlines()[-1:]}")
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    summary["locked"] = "database is locked" in stderr
     summary["wall_seconds"] = round(wall, 1)
     summary["usage"] = {k: round(usage[k], 1) for k in USAGE if usage.get(k) is not None}
     return summary
+
+
+def stop(proc: subprocess.Popen, grace: float = 5.0, patience: float = 60.0) -> None:
+    """End a sweep this bench started, as gently as it allows: a Ctrl-C at a terminal reached it too, so
+    give it `grace` seconds; then SIGTERM (the sweep ends its trials and workers); then kill it."""
+    for send, wait in ((None, grace), (proc.terminate, patience), (proc.kill, None)):
+        if send is not None:
+            send()
+        try:
+            proc.communicate(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def terminated(signum, frame) -> None:
+    """SIGTERM: unwind as Ctrl-C does, so the sweep is stopped and a temporary worktree removed."""
+    raise KeyboardInterrupt
 
 
 USAGE = ("gpu_util", "sm_activity", "sm_occupancy", "nvml_memory_mb", "power_w", "system_cpu_percent")
@@ -246,6 +270,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        run(argv)
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def run(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="study,overhead,workers")
     parser.add_argument("--trials", type=int, default=50)

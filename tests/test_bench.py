@@ -5,8 +5,10 @@ GPU checks (NVML sampling, CUDA memory fields) run only where CUDA is: `pytest -
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -296,6 +298,30 @@ def test_sweep_bench_runs_the_code_of_the_checkout_it_is_given():
         assert len(out) == 3 and all(path.startswith(str(checkout)) for path in out), out
     assert not checkout.exists()
     assert str(ROOT) not in " ".join(out)
+
+
+def test_sweep_bench_stopped_by_sigterm_stops_its_sweep_and_removes_its_worktree():
+    root = Path(__file__).resolve().parent.parent
+
+    def worktrees() -> list[str]:
+        listing = subprocess.run(["git", "-C", str(root), "worktree", "list", "--porcelain"],
+                                 capture_output=True, text=True, check=True).stdout
+        return [line.split(" ", 1)[1] for line in listing.splitlines() if "thinker-ref-" in line]
+
+    before = worktrees()
+    proc = subprocess.Popen([sys.executable, "-m", "thinker.bench.sweep", "--parts", "default", "--trials", "50",
+                             "--device", "cpu", "--against", "HEAD"], cwd=root, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not set(worktrees()) - set(before) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    created = set(worktrees()) - set(before)
+    time.sleep(3)  # the sweep under way in the worktree
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert created and proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "bench: interrupted" and "Traceback" not in stderr
+    assert not set(worktrees()) & created and not any(Path(p).exists() for p in created)
 
 
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU machine would run the whole script")
