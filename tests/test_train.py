@@ -167,6 +167,21 @@ def test_from_dict_rejects_unknown_keys():
         TrainConfig.from_dict({"task": "copy", "learning_rate": 0.1})
 
 
+@pytest.mark.parametrize("deep_supervision", [False, True])
+def test_compile_wraps_what_the_loss_runs(deep_supervision, monkeypatch):
+    compiled, calls = [], []
+
+    def fake_compile(fn):
+        compiled.append(fn)
+        return lambda *args, **kwargs: calls.append(fn) or fn(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    step = TrainStep(tiny_train(compile=True, steps=2, deep_supervision=deep_supervision), torch.device("cpu"))
+    step(), step()
+    run = step.model.logits_per_step if deep_supervision else step.model
+    assert compiled == [run] and calls == [run, run]
+
+
 def test_cuda_graph_is_off_on_cpu():
     step = TrainStep(tiny_train(), torch.device("cpu"))
     assert step.cfg.cuda_graph and not step.graphed and step.lr is None

@@ -119,7 +119,9 @@ class TrainStep:
         # On a GPU, draw batches without data-dependent shapes: no host synchronisation per step.
         self.fixed_shape = device.type == "cuda"
         self.timer = PhaseTimer(device)
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        # what the loss runs: the model, or with deep supervision its logits after every step
+        logits = self.model.logits_per_step if cfg.deep_supervision else self.model
+        self.logits = torch.compile(logits) if cfg.compile else logits
         self.average = WeightAverage(self.model, cfg.ema, weight_on_device=self.graphed) if cfg.ema else None
         self.samples, self.steps = 0, 0
         self.lr_scale = 1.0
@@ -155,13 +157,10 @@ class TrainStep:
             # only the answer slots' logits, computed from one position layout for the batch: (B, A, vocab)
             # with feedback, later steps read the true scratch back (teacher forcing)
             scratch = batch.targets if self.model_config.feedback else None
-            if self.cfg.deep_supervision:
-                per_step = self.model.logits_per_step(batch.inputs, shared_layout=True, tail=batch.answers,
-                                                      scratch=scratch)
-            else:
-                per_step = [self.forward(batch.inputs, shared_layout=True, tail=batch.answers, scratch=scratch)]
+            logits = self.logits(batch.inputs, shared_layout=True, tail=batch.answers, scratch=scratch)
+        per_step = logits if self.cfg.deep_supervision else [logits]
         targets = batch.targets[:, -batch.answers:]
-        loss = sum(masked_loss(logits, targets) for logits in per_step) / len(per_step)
+        loss = sum(masked_loss(step_logits, targets) for step_logits in per_step) / len(per_step)
         if self.loss_hook is not None:
             loss = self.loss_hook(self.samples, loss)
         return loss
