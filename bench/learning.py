@@ -24,6 +24,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from thinker.bench.args import BenchParser
 from thinker.machine import describe, label
 from thinker.training import TrainConfig, train
 
@@ -139,7 +140,7 @@ def write(report: dict, path: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = BenchParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(BENCHMARKS), help=f"from {', '.join(BENCHMARKS)}")
     parser.add_argument("--seeds", default="0,1,2,3")
     parser.add_argument("--device", default="cpu")

@@ -20,6 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from thinker.bench.args import BenchParser
 from thinker.bench.learning import BENCHMARKS, machine_record, parse_seeds, run_many, spec_for, write
 
 TASKS = ("roll", "addition", "multiply")
@@ -95,7 +96,7 @@ def plot(report: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = BenchParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--seeds", default="0,1,2,3")
     parser.add_argument("--device", default="cpu")

@@ -1,6 +1,10 @@
 """The learning benchmarks' machinery on tiny runs: `pytest tests/test_learning_bench.py`."""
 
 import json
+import subprocess
+import sys
+
+import pytest
 
 from thinker.bench.learning import run_many
 from thinker.bench.thinking import VARIANTS, plot, summarise
@@ -31,3 +35,13 @@ def test_thinking_summary_and_plot(tmp_path):
     path = tmp_path / "thinking.png"
     plot({"rows": rows, "seeds": [0, 1], "machine": "test"}, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("learning", ["--seeds", "0,x"], "bench: error: --seeds takes integers like 0,1,2; got '0,x'"),
+    ("thinking", ["--jobs", "two"], "bench: error: argument --jobs: invalid int value: 'two'"),
+    ("thinking", ["--colour"], "bench: error: unrecognized arguments: --colour"),
+])
+def test_bad_input_is_one_line_and_exit_2(module, args, message):
+    proc = subprocess.run([sys.executable, "-m", f"thinker.bench.{module}", *args], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr == message + "\n"

@@ -1,0 +1,28 @@
+"""Command lines of the benchmark scripts (`python -m thinker.bench.learning`, `.thinking`, `.sweep`).
+
+    >>> BenchParser(prog="learning").parse_args(["--seeds"])
+    Traceback (most recent call last):
+    SystemExit: 2
+
+Bad input is one line on stderr and exit code 2 (`bench: error: ...`), as the `thinker` commands say
+it, rather than argparse's usage block followed by the error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+
+def fail(message: str) -> NoReturn:
+    """Bad input: one line on stderr and exit code 2."""
+    print(f"bench: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+class BenchParser(argparse.ArgumentParser):
+    """argparse with one-line errors (`--help` still prints the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(message)
