@@ -9,7 +9,8 @@
 - `monitors`, `nvml`: background readings of CPU%/RSS, or GPU utilisation, memory, power and SM activity
 - `report`: the Rich table, the JSON document and the MLflow run
 - `learning`, `thinking`: how fast the defaults learn each task, and whether more thinking steps help
-- `sweep`: what the sweep service does per hour
+- `sweep`: what the sweep service does per hour (`checkouts`: an earlier commit's code beside this one's)
+- `args`: the scripts' command lines: bad input is one line and exit code 2
 
 Nothing here imports Optuna or MLflow at import time: GPU machines run the bench without them.
 """

@@ -4,6 +4,7 @@
     python -m thinker.bench.sweep --parts overhead,workers # the quick parts
     python -m thinker.bench.sweep --json bench/results/sweep-cpu.json
     python -m thinker.bench.sweep --parts default --against 9641b74   # this checkout vs an earlier commit
+    python -m thinker.bench.sweep --parts default --timeout 420       # no trial starts after 7 minutes
 
 Parts:
 - `default`: `thinker sweep addition --trials N` with every default (device auto, trials per device
@@ -25,7 +26,6 @@ The table goes to stderr; the last stdout line is one JSON document.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -41,6 +41,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from thinker.bench.args import BenchParser, fail
+from thinker.bench.checkouts import ROOT, commit_of, run_from, worktree
 from thinker.bench.measure import usage_monitor
 from thinker.device import DeviceError, pick_device
 from thinker.machine import describe, label
@@ -95,50 +97,12 @@ def terminated(signum, frame) -> None:
 USAGE = ("gpu_util", "sm_activity", "sm_occupancy", "nvml_memory_mb", "power_w", "system_cpu_percent")
 
 
-def run_from(source: Path) -> dict[str, str]:
-    """The environment that makes `python -S -m thinker` run the code in the checkout `source`.
-
-    `-S` skips site-packages' .pth files, so an installed (editable) thinker's import hook cannot hand
-    out its own `thinker.sweeps` to another checkout; this process's import path, site-packages
-    included, follows the checkout. Spawned sweep workers inherit both.
-    """
-    paths = [str(source)] + [p for p in sys.path if p and Path(p).resolve() != ROOT]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-
-
-@contextlib.contextmanager
-def worktree(ref: str):
-    """A temporary git worktree of this checkout at `ref`, removed afterwards."""
-    tmp = Path(tempfile.mkdtemp(prefix="thinker-ref-"))
-    add = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tmp), ref],
-                         capture_output=True, text=True)
-    if add.returncode != 0:
-        tmp.rmdir()
-        fail(f"cannot check out {ref!r}: {(add.stderr.strip().splitlines() or ['git failed'])[-1]}")
-    try:
-        yield tmp
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp)], capture_output=True)
-
-
-def fail(message: str) -> None:
-    """Bad input: one line on stderr and exit code 2, as argparse does for a bad option."""
-    print(f"bench: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def commit_of(source: Path) -> str | None:
-    """The checkout's short commit, with "+changes" when its tracked files differ from it."""
-    head = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return (head.stdout.strip() + ("+changes" if dirty else "")) or None
-
-
-def default_part(task: str, trials: int, device: str, runs_on: torch.device, against: str | None) -> dict:
+def default_part(task: str, trials: int, device: str, runs_on: torch.device, against: str | None,
+                 timeout: float | None = None) -> dict:
     """The default sweep as a user runs it (`--device device`, which picks `runs_on`), from this checkout
-    and optionally from `against` first."""
+    and optionally from `against` first; with `timeout`, no trial starts after that many seconds."""
     args = [task, "--trials", str(trials)] + ([] if device == "auto" else ["--device", device])
+    args += [] if timeout is None else ["--timeout", f"{timeout:g}"]
     sources: list[tuple[str, contextlib.AbstractContextManager]] = []
     if against:
         sources.append(("against", worktree(against)))
@@ -266,8 +230,6 @@ def table(report: dict) -> Table:
     return t
 
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, terminated)
@@ -279,12 +241,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str] | None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = BenchParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="study,overhead,workers")
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--task", default="addition", help="the task of the `default` part")
     parser.add_argument("--device", default="auto", help="the `default` part's --device (auto: as a user's default)")
     parser.add_argument("--against", metavar="REF", help="`default` part: also run the sweep at this git commit")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="`default` part: start no trial after this long (the sweep's --timeout)")
     parser.add_argument("--json", help="also write the JSON report to this file")
     args = parser.parse_args(argv)
     parts = args.parts.split(",")
@@ -293,6 +257,8 @@ def run(argv: list[str] | None) -> None:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     if args.against and "default" not in parts:
         parser.error("--against compares the `default` part: add it to --parts")
+    if args.timeout is not None and args.timeout <= 0:
+        parser.error(f"--timeout must be positive, got {args.timeout:g}")
     try:
         device, _ = pick_device(args.device)  # what the sweeps will run on, or a one-line error
     except DeviceError as e:
@@ -301,7 +267,7 @@ def run(argv: list[str] | None) -> None:
     report: dict = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), **machine, "machine": label(machine),
                     "trials": args.trials}
     if "default" in parts:
-        report["default"] = default_part(args.task, args.trials, args.device, device, args.against)
+        report["default"] = default_part(args.task, args.trials, args.device, device, args.against, args.timeout)
     if "overhead" in parts:
         report["overhead"] = overhead_part(repeats=3, max_samples=40_000)
     if "workers" in parts:

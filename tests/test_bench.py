@@ -4,6 +4,7 @@ GPU checks (NVML sampling, CUDA memory fields) run only where CUDA is: `pytest -
 """
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -288,7 +289,7 @@ def test_a_run_that_fails_to_log_is_ended_failed_not_left_running(tmp_path, monk
 
 def test_sweep_bench_runs_the_code_of_the_checkout_it_is_given():
     """`--against REF` must time REF's code, not the installed thinker's: its sweeps and bench too."""
-    from thinker.bench.sweep import ROOT, run_from, worktree
+    from thinker.bench.checkouts import ROOT, run_from, worktree
 
     with worktree("HEAD") as checkout:
         probe = "import thinker, thinker.sweeps, thinker.bench; print(thinker.__file__, thinker.sweeps.__file__, " \
@@ -332,9 +333,47 @@ def test_gpu_script_without_a_gpu_is_one_line_and_exit_2(tmp_path):
     assert proc.stderr.strip() == "bench/gpu.sh: nvidia-smi failed: no GPU here?"
 
 
+def fake_gpu_machine(tmp_path: Path) -> dict:
+    """PATH with an nvidia-smi that answers, and a PYTHON that only writes down what it was asked to run."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 'NVIDIA H200'\n")
+    (bin_dir / "python").write_text(f"#!/bin/sh\necho \"$*\" >> {tmp_path / 'ran.txt'}\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHON": str(bin_dir / "python")}
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the script is bash")
+def test_gpu_script_runs_the_parts_asked_for_in_order(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "bench" / "gpu.sh"
+    env = fake_gpu_machine(tmp_path)
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(script), str(out)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    ran = (tmp_path / "ran.txt").read_text().splitlines()
+    assert [line.split()[:2] for line in ran] == [["-m", "pytest"], ["-m", "thinker"], ["-m", "thinker"],
+                                                  ["-c", "import"], ["-m", "thinker.bench.sweep"]]
+    assert "--batch-size 4096 --batch-sizes none --profile" in ran[2] and "--timeout" not in ran[4]
+    assert (out / "nvidia-smi.txt").read_text() == "NVIDIA H200\n"
+
+    (tmp_path / "ran.txt").unlink()
+    proc = subprocess.run(["bash", str(script), str(out), "sweep,tests"], capture_output=True, text=True,
+                          env={**env, "SWEEP_TIMEOUT": "420"})
+    ran = (tmp_path / "ran.txt").read_text().splitlines()
+    assert proc.returncode == 0 and [line.split()[1] for line in ran] == ["pytest", "import", "thinker.bench.sweep"]
+    assert ran[-1].endswith(f"--json {out}/sweep-default-cuda.json --timeout 420")
+
+    proc = subprocess.run(["bash", str(script), str(out), "tests,turbo"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and proc.stderr.strip() == "bench/gpu.sh: unknown part 'turbo'"
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--against", "no-such-commit"], "bench: cannot check out 'no-such-commit'"),
-    (["--device", "gpu"], "bench: unknown device 'gpu'"),
+    (["--timeout", "0"], "bench: error: --timeout must be positive, got 0"),
+    (["--against", "no-such-commit"], "bench: error: cannot check out 'no-such-commit'"),
+    (["--device", "gpu"], "bench: error: unknown device 'gpu'"),
+    (["--parts", "default,fast"], "bench: error: unknown part(s): fast"),
+    (["--trials", "many"], "bench: error: argument --trials: invalid int value: 'many'"),
 ])
 def test_sweep_bench_bad_input_is_one_line_and_exit_2(args, message):
     proc = subprocess.run([sys.executable, "-m", "thinker.bench.sweep", "--parts", "default", "--trials", "1", *args],
