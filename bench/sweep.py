@@ -230,7 +230,6 @@ def table(report: dict) -> Table:
     return t
 
 
-
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, terminated)
     try:
