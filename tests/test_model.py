@@ -215,6 +215,27 @@ def test_shared_layout_and_tail_give_the_full_forward_pass_answers():
     torch.testing.assert_close(per_step[-1], full, rtol=1e-5, atol=1e-5)
 
 
+def test_fused_and_matmul_attention_are_the_same_function():
+    """`attention` picks a kernel, never a different model: same logits and gradients, bias and cache included."""
+    from thinker.tasks import make_task
+
+    task = make_task("addition", max_operand=200)
+    config = dict(vocab_size=task.vocab_size, max_len=task.max_len, d_model=32, n_heads=2, latent=3, steps=3)
+    batch = task.sample(64, torch.Generator().manual_seed(0))
+    results = []
+    for kernel in ("sdpa", "matmul"):
+        model = build(ThinkerConfig(**config, attention=kernel))
+        logits = model(batch.inputs, shared_layout=True, tail=batch.answers)
+        logits.square().mean().backward()
+        results.append((logits, [p.grad for p in model.parameters()]))
+    (fused, fused_grads), (matmul, matmul_grads) = results
+    torch.testing.assert_close(fused, matmul, rtol=1e-5, atol=1e-5)
+    for a, b in zip(fused_grads, matmul_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="attention must be one of auto, sdpa, matmul"):
+        ThinkerConfig(attention="flash")
+
+
 def test_steps_at_test_time_are_the_same_weights_applied_more_often(tiny_model_config):
     model = build(tiny_model_config).eval()
     x = tokens()

@@ -15,14 +15,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+ATTENTION = ("auto", "sdpa", "matmul")  # how `attend` computes: see `ThinkerConfig.attention`
+
 
 class Attention(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, kernel: str = "auto") -> None:
         super().__init__()
         self.n_heads = n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
         self.dropout = dropout
+        self.kernel = kernel
 
     def forward(self, x: torch.Tensor, cache: list[tuple[torch.Tensor, torch.Tensor]],
                 bias: torch.Tensor | None = None, rotation: tuple | None = None,
@@ -45,21 +48,22 @@ class Attention(nn.Module):
             q, bias = q[:, :, -tail:], None if bias is None else bias[:, :, -tail:]
         if bias is not None:  # the same position bias for every cached step's keys
             bias = bias.repeat(1, 1, 1, len(cache))  # (B or 1, H, S, S * steps_so_far)
-        y = attend(q, k_all, v_all, bias, self.dropout if self.training else 0.0)
+        y = attend(q, k_all, v_all, bias, self.dropout if self.training else 0.0, self.kernel)
         y = y.transpose(1, 2).reshape(B, q.shape[2], D)  # (B, S or tail, D)
         return self.proj(y)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None,
-           dropout: float) -> torch.Tensor:
-    """softmax(q k^T / sqrt(hd) + bias) v: PyTorch's fused kernels on GPUs, plain matrix products on CPUs.
+           dropout: float, kernel: str = "auto") -> torch.Tensor:
+    """softmax(q k^T / sqrt(hd) + bias) v: PyTorch's fused kernels (`kernel` "sdpa"), or plain matrix
+    products ("matmul"); "auto" picks the fused kernels on GPUs and matrix products on CPUs.
 
     The model's sequences are short (tens of tokens): there the CPU's flash-attention kernel spends
     its time in per-block overhead, and two matrix products and a softmax run ~2x faster. The
     softmax is spelled out: `Tensor.softmax` over rows shorter than 16 takes a slow path on CPUs
     (16 ms against 2.7 ms for 61,440 rows of 15).
     """
-    if q.device.type != "cpu":
+    if kernel == "sdpa" or (kernel == "auto" and q.device.type != "cpu"):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
     scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (B, H, Sq, Sk)
     if bias is not None:
@@ -74,10 +78,11 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
 class Block(nn.Module):
     """Pre-norm attention and MLP, each added to the residual stream."""
 
-    def __init__(self, d_model: int, n_heads: int, mlp_ratio: int = 4, dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, n_heads: int, mlp_ratio: int = 4, dropout: float = 0.0,
+                 kernel: str = "auto") -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model)
-        self.attn = Attention(d_model, n_heads, dropout)
+        self.attn = Attention(d_model, n_heads, dropout, kernel)
         self.ln2 = nn.LayerNorm(d_model)
         self.mlp = nn.Sequential(
             nn.Linear(d_model, mlp_ratio * d_model),

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from thinker.attention import Block
+from thinker.attention import ATTENTION, Block
 from thinker.errors import ConfigError
 
 ROTARY_BASE = 10000.0  # rotary frequencies: ROTARY_BASE ** (-i / (head_dim / 2))
@@ -85,6 +85,10 @@ class ThinkerConfig:
     """Learned per-head attention bias by position difference within segments (shared by all steps)."""
     rotary: bool = True
     """Rotate queries and keys by position within segments (RoPE), so offsets can depend on content."""
+    attention: str = "auto"
+    """How attention is computed (the same function either way): "sdpa", PyTorch's fused kernels;
+    "matmul", two matrix products and a softmax; "auto", fused kernels on GPUs and matrix products on
+    CPUs, where they run faster on sequences this short."""
     feedback: bool = False
     """Scratch read back: before every step after the first, each scratch slot (an answer slot before
     the last segment) also gets the embedding of the token written there, so a later step reads the
@@ -105,6 +109,8 @@ class ThinkerConfig:
             raise ConfigError(f"rotary needs an even head width, got {self.d_model // self.n_heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.attention not in ATTENTION:
+            raise ConfigError(f"attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,7 +144,7 @@ class Thinker(nn.Module):
         self.memory = nn.Parameter(torch.randn(cfg.latent, cfg.d_model) * 0.02)
         # buckets: position differences -(max_len-1)..(max_len-1), then one for pairs with memory
         self.rel_bias = nn.Parameter(torch.zeros(cfg.n_heads, 2 * cfg.max_len)) if cfg.relative_bias else None
-        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.mlp_ratio, cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.mlp_ratio, cfg.dropout, cfg.attention)
                                     for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
