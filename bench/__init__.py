@@ -2,7 +2,7 @@
 
     thinker bench --device cuda --json bench/results/h200.json
 
-- `variants`: what is compared (eager, tf32, bf16, compile, fused) and what a device cannot run
+- `variants`: what is compared (eager, tf32, bf16, compile, fused, graph, sdpa, matmul) and what a device cannot run
 - `measure`: one row: the trainer's own `TrainStep`, warmed up, timed by phase and by wall clock
 - `suite`: every variant, then the batch-size scan; skipped, failed and out-of-memory rows
 - `peaks`: peak FLOP/s for MFU (GPU datasheet table, or a matmul probe)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures, each written under OUT_DIR (eight files at most):
+# The GPU figures, each written under OUT_DIR (tests,bench,profile write eight files; sweep three):
 #
 #     bash bench/gpu.sh OUT_DIR [PARTS]    # from a checkout: PYTHONPATH=. is set here
 #
@@ -7,8 +7,9 @@
 # tests     gpu-tests.txt         pytest -m gpu: graph vs eager losses, restore under graphs, no host syncs
 # bench     bench-cuda.json/.txt  thinker bench --device cuda: every variant (graph included) with launches,
 #                                 kernels and host syncs per step, then the batch-size scan
-# profile   profile-4096/         the eager step at batch 4096 under torch.profiler: a chrome trace and the
-#                                 ops that took the GPU's time (trace-eager.txt), to find what the backward spends
+# profile   profile-4096/         the eager step at batch 4096 (fused attention) and the matmul one under
+#                                 torch.profiler: chrome traces and the ops that took the GPU's time
+#                                 (trace-eager.txt, trace-matmul.txt), to find what the backward spends
 # sweep     sweep-default-cuda.*  the default 50-trial addition sweep: wall time, trials per hour, GPU
 #                                 utilisation and SM activity while it ran (needs optuna and mlflow);
 #                                 SWEEP_TIMEOUT=SECONDS stops starting trials after that long
@@ -35,10 +36,10 @@ if [[ $parts == *,bench,* ]]; then
 fi
 if [[ $parts == *,profile,* ]]; then
     mkdir -p "$out/profile-4096"
-    if "$py" -m thinker bench --device cuda --variants eager --batch-size 4096 --batch-sizes none \
+    if "$py" -m thinker bench --device cuda --variants eager,matmul --batch-size 4096 --batch-sizes none \
         --profile "$out/profile-4096" > /dev/null 2> "$out/profile-4096/bench.err"; then
         rm -f "$out/profile-4096/bench.err"
-        head -n 14 "$out/profile-4096/trace-eager.txt"
+        head -n 14 "$out/profile-4096/trace-eager.txt" "$out/profile-4096/trace-matmul.txt"
     else
         status=1
         tail -n 3 "$out/profile-4096/bench.err"

@@ -45,8 +45,6 @@ def run_suite(cfg: TrainConfig, device: torch.device, variants: list[str], batch
     for name in variants:
         on_row(name, None)
         row = run_one(VARIANTS[name], name, cfg, device, profile_dir=profile_dir, **settings)
-        if row.get("trace"):
-            profile_dir = None  # a trace of the first variant that ran is enough
         rows.append(row)
         on_row(name, row)
 
@@ -56,11 +54,10 @@ def run_suite(cfg: TrainConfig, device: torch.device, variants: list[str], batch
     for batch_size in batch_sizes:
         label = f"batch={batch_size}"
         on_row(label, None)
+        traced = any(r.get("trace") for r in rows)  # each variant row's trace, else the first scan row's
         row = run_one(VARIANTS[base], label, VARIANTS[base].config(cfg, batch_size), device,
-                      profile_dir=profile_dir, **settings)
+                      profile_dir=None if traced else profile_dir, **settings)
         row["base"] = base
-        if row.get("trace"):
-            profile_dir = None
         rows.append(row)
         on_row(label, row)
         if row["status"] != "ok":

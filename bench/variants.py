@@ -10,6 +10,9 @@
 Every variant but `fused` and `graph` uses the unfused (for-each) AdamW and eager steps, so `fused`
 is a real comparison on CUDA too, where `TrainStep` would pick the fused optimizer and CUDA graphs
 by default. `graph` is what `thinker train` runs on CUDA: fused AdamW, the step replayed as graphs.
+`sdpa` and `matmul` compute attention with PyTorch's fused kernels or as two matrix products and a
+softmax (`ThinkerConfig.attention`); eager uses the second on CPUs and the first on GPUs, so each
+is the other device's alternative.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ class Variant:
     compile: bool = False
     fused: bool = False
     graph: bool = False
+    attention: str = "auto"  # ThinkerConfig.attention: the kernel, never the function
 
     def config(self, base: TrainConfig, batch_size: int | None = None) -> TrainConfig:
         return base.replace(precision=self.precision, compile=self.compile, cuda_graph=self.graph,
-                            batch_size=batch_size or base.batch_size)
+                            attention=self.attention, batch_size=batch_size or base.batch_size)
 
 
 VARIANTS = {v.name: v for v in (
@@ -47,9 +51,12 @@ VARIANTS = {v.name: v for v in (
     Variant("compile", compile=True),
     Variant("fused", fused=True),
     Variant("graph", fused=True, graph=True),
+    Variant("sdpa", attention="sdpa"),
+    Variant("matmul", attention="matmul"),
 )}
 # CPU: torch.compile takes minutes to build on 2 cores and a scan past 1024 takes longer than the rest
-DEFAULT_VARIANTS = {"cuda": ("eager", "tf32", "bf16", "compile", "fused", "graph"), "cpu": ("eager", "bf16", "fused")}
+DEFAULT_VARIANTS = {"cuda": ("eager", "tf32", "bf16", "compile", "fused", "graph", "matmul"),
+                    "cpu": ("eager", "bf16", "fused")}
 DEFAULT_BATCH_SIZES = {"cuda": (64, 256, 1024, 4096, 16384), "cpu": (256, 1024)}
 
 
@@ -91,6 +98,8 @@ def skip_reason(variant: Variant, device: torch.device, explicit: bool = False) 
         return "no native bf16 on this CPU (AVX512-BF16 or AMX); --variants bf16 runs it emulated"
     if variant.graph and device.type != "cuda":
         return "CUDA graphs need CUDA"
+    if variant.attention == ("matmul" if device.type == "cpu" else "sdpa"):
+        return f"eager already computes attention this way on {device.type.upper()}"
     if variant.precision == "tf32":
         if device.type != "cuda":
             return "tf32 needs CUDA"

@@ -73,6 +73,25 @@ def test_bench_table_then_json_with_consistent_rows(tmp_path):
     assert '"forward"' in trace.read_text() and rows["eager"]["trace"] == str(trace)
     ops = trace.with_suffix(".txt").read_text()
     assert ops.startswith("5 steps of batch 64, ops by self_cpu_time_total") and "aten::mm" in ops
+    assert rows["fused"]["trace"] == str(tmp_path / "trace" / "trace-fused.json")  # every variant row
+    assert "trace" not in rows["batch=128"] and "trace" not in rows["tf32"]  # not the scan, not a skipped row
+
+
+def test_attention_variants_run_the_other_kernel_and_skip_the_one_eager_runs(monkeypatch):
+    kernels = []
+    real = thinker.bench.suite.measure
+
+    def spy(variant, cfg, *args, **kwargs):
+        kernels.append((variant.name, cfg.model.attention))
+        return real(variant, cfg, *args, **kwargs)
+
+    monkeypatch.setattr(thinker.bench.suite, "measure", spy)
+    result = runner.invoke(app, ["bench", *TINY, "--variants", "eager,sdpa,matmul", "--batch-sizes", "none"])
+    assert result.exit_code == 0, result.output
+    rows = {row["variant"]: row for row in last_json(result)["rows"]}
+    assert rows["sdpa"]["status"] == "ok" and rows["sdpa"]["samples_per_s"] > 0
+    assert rows["matmul"]["status"] == "skipped: eager already computes attention this way on CPU"
+    assert kernels == [("eager", "auto"), ("sdpa", "sdpa")]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -354,7 +373,8 @@ def test_gpu_script_runs_the_parts_asked_for_in_order(tmp_path):
     ran = (tmp_path / "ran.txt").read_text().splitlines()
     assert [line.split()[:2] for line in ran] == [["-m", "pytest"], ["-m", "thinker"], ["-m", "thinker"],
                                                   ["-c", "import"], ["-m", "thinker.bench.sweep"]]
-    assert "--batch-size 4096 --batch-sizes none --profile" in ran[2] and "--timeout" not in ran[4]
+    assert "--variants eager,matmul --batch-size 4096 --batch-sizes none --profile" in ran[2]
+    assert "--timeout" not in ran[4]
     assert (out / "nvidia-smi.txt").read_text() == "NVIDIA H200\n"
 
     (tmp_path / "ran.txt").unlink()

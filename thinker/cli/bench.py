@@ -83,8 +83,8 @@ def bench_command(
     seed: Seed = 0,
     option: TaskOptions = None,
     profile: Annotated[Path | None, typer.Option(
-        help="Write a torch.profiler chrome trace of a few steps of the first variant here, and a "
-             "table of the ops that took the most time beside it (.txt).")] = None,
+        help="Write a torch.profiler chrome trace of a few steps of each variant here (trace-VARIANT.json), "
+             "and a table of the ops that took the most time beside it (.txt).")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the JSON document here.")] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow", help="Log the bench as a run in the `bench` experiment.")]
     = False,
