@@ -122,9 +122,10 @@ def steady_traces(step: TrainStep) -> tuple[tuple[OpTrace, HostReads], tuple[OpT
 
 
 @pytest.mark.parametrize("task, overrides", [(task, {}) for task in sorted(TASKS)] +
-                         [("addition", {"precision": "bf16"})])
+                         [("addition", {"precision": "bf16"}), ("addition", {"attention": "sdpa"})])
 def test_steady_steps_replay_identically_and_never_read_back(task, overrides):
-    """With each task's own defaults (multiply's read-back and per-step losses, addition's jitter)."""
+    """With each task's own defaults (multiply's read-back and per-step losses, addition's jitter), in
+    bf16, and with the fused attention GPUs run."""
     (first, first_reads), (second, second_reads) = steady_traces(graph_ready(task, **overrides))
     assert syncs(first, first_reads) == [] and syncs(second, second_reads) == []
     assert len(first.ops) > 100
