@@ -1,7 +1,7 @@
 """Does thinking longer help? Samples to target and final exact match against thinking steps and memory.
 
     python -m thinker.bench.thinking --jobs 2                    # roll, addition, multiply; seeds 0-3
-    python -m thinker.bench.thinking --tasks roll --seeds 0,1 --json out.json --plot out.png
+    python -m thinker.bench.thinking --tasks roll --seeds 0,1 --json out.json   # plot: out.png
 
 For each task, the task's defaults with `steps` 1, 2 and 4 (with 4 memory tokens) and with no memory
 tokens (`latent` 0, 2 steps). The stack's weights are shared by every step, so all variants have the
@@ -104,11 +104,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-samples", type=int, help="cap every run's sample budget [default: the task's]")
     parser.add_argument("--variants", default=";".join(VARIANTS), help="semicolon-separated names from VARIANTS")
     parser.add_argument("--json", help="also write the JSON report to this file")
-    parser.add_argument("--plot", default="bench/results/thinking.png", help="PNG of the results")
+    parser.add_argument("--plot", help="PNG of the results [default: beside --json, with .png; without it, "
+                                       "bench/results/thinking.png]")
     parser.add_argument("--from-json", help="comma-separated reports of earlier runs: join them, train nothing")
     args = parser.parse_args(argv)
+    if args.plot is None:  # a run written elsewhere must not overwrite the committed picture
+        args.plot = str(Path(args.json).with_suffix(".png")) if args.json else "bench/results/thinking.png"
     if args.from_json:
-        reports = [json.loads(Path(p).read_text()) for p in args.from_json.split(",")]
+        try:
+            reports = [json.loads(Path(p).read_text()) for p in args.from_json.split(",")]
+        except (OSError, ValueError) as e:
+            parser.error(f"--from-json: {e}")
         report = {**reports[0], "rows": [r for rep in reports for r in rep["rows"]]}
         return finish(report, args)
     seeds = parse_seeds(parser, args.seeds)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from thinker.bench.learning import run_many
-from thinker.bench.thinking import VARIANTS, plot, summarise
+from thinker.bench.thinking import VARIANTS, main, plot, summarise
 
 TINY = {"task": "copy", "task_options": {"alphabet": 2, "length": 4}, "target": 1.0, "device": "cpu",
         "max_samples": 2048, "eval_every": 1024, "eval_size": 128, "long_eval_size": 0, "d_model": 16,
@@ -36,11 +36,21 @@ def test_thinking_summary_and_plot(tmp_path):
     plot({"rows": rows, "seeds": [0, 1], "machine": "test"}, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # joining earlier reports: the plot goes beside --json, never over the committed picture
+    (tmp_path / "a.json").write_text(json.dumps({"rows": rows[:4], "seeds": [0, 1], "machine": "test"}))
+    (tmp_path / "b.json").write_text(json.dumps({"rows": rows[4:], "seeds": [0, 1], "machine": "test"}))
+    main(["--from-json", f"{tmp_path / 'a.json'},{tmp_path / 'b.json'}", "--json", str(tmp_path / "joined.json")])
+    joined = json.loads((tmp_path / "joined.json").read_text())
+    assert joined["rows"] == rows and len(joined["summary"]) == len(VARIANTS)
+    assert (tmp_path / "joined.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
 
 @pytest.mark.parametrize("module, args, message", [
     ("learning", ["--seeds", "0,x"], "bench: error: --seeds takes integers like 0,1,2; got '0,x'"),
     ("thinking", ["--jobs", "two"], "bench: error: argument --jobs: invalid int value: 'two'"),
     ("thinking", ["--colour"], "bench: error: unrecognized arguments: --colour"),
+    ("thinking", ["--from-json", "/no/such.json"], "bench: error: --from-json: [Errno 2] No such file or directory: "
+                                                   "'/no/such.json'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(module, args, message):
     proc = subprocess.run([sys.executable, "-m", f"thinker.bench.{module}", *args], capture_output=True, text=True)
