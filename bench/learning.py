@@ -25,7 +25,9 @@ from rich.console import Console
 from rich.table import Table
 
 from thinker.bench.args import BenchParser
+from thinker.errors import ConfigError
 from thinker.machine import describe, label
+from thinker.parsing import int_list
 from thinker.training import TrainConfig, train
 
 # name -> the flat TrainConfig values a run sets over its task's defaults (task, options, target, ...)
@@ -125,9 +127,9 @@ def _checked(row: dict) -> str:
 
 def parse_seeds(parser: argparse.ArgumentParser, text: str) -> list[int]:
     try:
-        return [int(s) for s in text.split(",")]
-    except ValueError:
-        parser.error(f"--seeds takes integers like 0,1,2; got {text!r}")
+        return int_list(text, "--seeds", example="0,1,2")
+    except ConfigError as e:
+        parser.error(str(e))
 
 
 def write(report: dict, path: str | None) -> None:

@@ -23,6 +23,7 @@ import torch
 
 from thinker.errors import ThinkerError
 from thinker.machine import native_bf16
+from thinker.parsing import int_list
 from thinker.training import TrainConfig
 
 
@@ -75,18 +76,8 @@ def parse_batch_sizes(text: str | None, device_type: str = "cpu") -> list[int]:
     """Comma-separated batch sizes for the scan; None gives the device's defaults, "none" no scan."""
     if text is None:
         return list(DEFAULT_BATCH_SIZES.get(device_type, DEFAULT_BATCH_SIZES["cpu"]))
-    sizes = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part or part == "none":
-            continue
-        try:
-            size = int(part)
-        except ValueError:
-            raise VariantError(f"--batch-sizes takes integers, got {part!r}") from None
-        if size <= 0:
-            raise VariantError(f"batch sizes must be positive, got {size}")
-        sizes.append(size)
-    return sorted(set(sizes))
+    parts = [p for p in (p.strip() for p in text.split(",")) if p and p != "none"]
+    return sorted(set(int_list(",".join(parts), "--batch-sizes", minimum=1))) if parts else []
 
 
 def skip_reason(variant: Variant, device: torch.device, explicit: bool = False) -> str | None:

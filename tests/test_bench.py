@@ -96,8 +96,8 @@ def test_attention_variants_run_the_other_kernel_and_skip_the_one_eager_runs(mon
 
 @pytest.mark.parametrize("args, message", [
     (["--variants", "eager,turbo"], "unknown variant 'turbo'; choose from: eager, tf32"),
-    (["--batch-sizes", "0"], "batch sizes must be positive, got 0"),
-    (["--batch-sizes", "64,lots"], "--batch-sizes takes integers"),
+    (["--batch-sizes", "0"], "--batch-sizes must be at least 1, got 0"),
+    (["--batch-sizes", "64,lots"], "--batch-sizes takes integers like 1,2,4; got '64,lots'"),
     (["--iters", "0"], "Invalid value for '--iters': Input should be greater than or equal to 1"),
     (["--batch-size", "0"], "batch_size must be positive"),
     (["--peak-tflops", "-1"], "--peak-tflops must be positive"),

@@ -147,8 +147,8 @@ def test_predict_reads_stdin_and_writes_json_lines(addition_run):
 
 @pytest.mark.parametrize("args, message", [
     (["eval", "no/such/run"], "no/such/run: no such run directory or checkpoint file"),
-    (["eval", "RUN", "--steps", "two"], "--steps takes a number or a comma-separated list"),
-    (["eval", "RUN", "--steps", "0"], "--steps must be positive"),
+    (["eval", "RUN", "--steps", "two"], "--steps takes integers like 1,2,4; got 'two'"),
+    (["eval", "RUN", "--steps", "0"], "--steps must be at least 1, got 0"),
     (["eval", "BROKEN"], "not a thinker checkpoint"),
     (["eval", "EMPTY"], "no model.pt in this directory"),
     (["predict", "RUN"], "no problems given"),

@@ -200,6 +200,9 @@ def test_placement_of_trials_on_devices():
     assert plan_workers("cuda", [0, 1], "3", cpu_count=16).workers == 6
     result = runner.invoke(app, ["sweep", "copy", "--trials-per-device", "many"])
     assert result.exit_code == 2 and "--trials-per-device takes a positive number or auto" in result.stderr
+    for gpus, message in (("0,x", "--gpus takes integers like 0,1; got '0,x'"), ("-1", "--gpus must be at least 0")):
+        result = runner.invoke(app, ["sweep", "copy", "--gpus", gpus])
+        assert result.exit_code == 2 and message in result.stderr
 
 
 def test_eval_and_predict_a_trial_by_study_and_by_mlflow_run():

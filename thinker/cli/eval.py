@@ -20,27 +20,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from thinker.cli.options import Device, Storage, TrackingUri, UsageError, check_writable_file
+from thinker.cli.options import Device, Storage, TrackingUri, check_writable_file
 from thinker.cli.progress import progress_bar
 from thinker.cli.source import Source, open_source
 from thinker.device import configure_torch
 from thinker.exam import EXHAUSTIVE_LIMIT, Exam, breakdowns, exam_size, examine
 from thinker.machine import describe, label
+from thinker.parsing import int_list
 
 SPLITS = {"all": "all", "held_out": "held-out", "train": "train", "long": "longer than training"}
 
 
 def parse_steps(text: str | None) -> list[int | None]:
     """`"1,2,4"` -> [1, 2, 4]; None -> [None] (the model's own)."""
-    if not text:
-        return [None]
-    try:
-        steps = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise UsageError(f"--steps takes a number or a comma-separated list, got {text!r}") from None
-    if any(k < 1 for k in steps):
-        raise UsageError(f"--steps must be positive, got {text!r}")
-    return steps
+    return int_list(text, "--steps", minimum=1) if text else [None]
 
 
 def eval_command(

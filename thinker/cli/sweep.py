@@ -26,16 +26,14 @@ from thinker.cli.options import (
 from thinker.cli.progress import stderr
 from thinker.cli.sweep_view import Forecast, watch_trials
 from thinker.device import pick_device
+from thinker.parsing import int_list
 from thinker.sweeps.settings import OBJECTIVES, PRUNERS, SAMPLERS, SweepSettings
 
 
 def parse_gpus(text: str | None) -> list[int]:
     if not text:
         return []
-    try:
-        gpus = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UsageError(f"--gpus takes GPU indices like 0,1,2; got {text!r}") from None
+    gpus = int_list(text, "--gpus", minimum=0, example="0,1")
     import torch  # noqa: PLC0415
 
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
