@@ -88,10 +88,6 @@ class WeightAverage:
     def blend(self, model: torch.nn.Module) -> None:
         self.flat.lerp_(parameters_to_vector(model.parameters()), self.weight)
 
-    def update(self, model: torch.nn.Module) -> None:
-        self.advance()
-        self.blend(model)
-
 
 class TrainStep:
     """Owns the task, model, optimizer, data generator and timer of one run; calling it trains one step.
