@@ -78,7 +78,7 @@ def score(model: Thinker, task: Task, problems: torch.Tensor, long: bool = False
         batch = task.encode(problems[start:start + chunk].to(device), long=long)
         n = batch.answer_slots  # every task puts its answer slots last (after any scratch)
         expected = batch.targets[:, -n:]
-        logits = model(batch.inputs, steps=steps, shared_layout=True, tail=batch.answers)[:, -n:]
+        logits = model(batch.inputs, steps=steps, shared_layout=True, tail=n)
         confidence, answers = logits.float().softmax(-1).max(-1)  # (n, A)
         wrong = answers != expected
         first = torch.where(wrong.any(1), wrong.to(torch.int8).argmax(1), -1)

@@ -35,7 +35,7 @@ def evaluate(model: Thinker, batches: list[Batch], chunk: int = 1024, autocast=N
             n = batch.answer_slots
             targets, mask = batch.targets[i:i + chunk, -n:], batch.mask[i:i + chunk, -n:]
             with autocast or contextlib.nullcontext():
-                logits = model(inputs, shared_layout=True, tail=batch.answers)[:, -n:]
+                logits = model(inputs, shared_layout=True, tail=n)
             n_answer = mask.sum()
             loss_sum += (masked_loss(logits, targets) * n_answer).item()  # .item(): sync point
             right = (logits.argmax(-1) == targets) & mask
