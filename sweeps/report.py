@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import optuna
 import pandas as pd
@@ -66,8 +67,13 @@ def importances(study) -> dict[str, float]:
     if len(complete) < 2:
         return {}
     try:
-        target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
-        values = optuna.importance.get_param_importances(study, target=target)
+        # Two objectives: rank by exact match. Optuna's default evaluator (PED-ANOVA since Optuna 5) takes
+        # a custom target as one to minimise, hence the minus (and its warning that says so, unneeded);
+        # a single objective goes by its direction.
+        target = (lambda t: -t.values[0]) if len(study.directions) > 1 else None
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*importances of params to achieve low `target`")
+            values = optuna.importance.get_param_importances(study, target=target)
     except (ValueError, RuntimeError, ZeroDivisionError):
         return {}
     return {k: v for k, v in values.items() if not math.isnan(v)}
