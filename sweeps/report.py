@@ -68,13 +68,15 @@ def importances(study) -> dict[str, float]:
         return {}
     try:
         # Two objectives: rank by exact match. Optuna's default evaluator (PED-ANOVA since Optuna 5) takes
-        # a custom target as one to minimise, hence the minus (and its warning that says so, unneeded);
-        # a single objective goes by its direction.
+        # a custom target as one to minimise, hence the minus (its warnings are read, not shown); a single
+        # objective goes by its direction.
         target = (lambda t: -t.values[0]) if len(study.directions) > 1 else None
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*importances of params to achieve low `target`")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             values = optuna.importance.get_param_importances(study, target=target)
     except (ValueError, RuntimeError, ZeroDivisionError):
         return {}
+    if any("importances will be equal" in str(w.message) for w in caught):
+        return {}  # PED-ANOVA's way of saying there is too little to tell (too few trials, all alike)
     return {k: v for k, v in values.items() if not math.isnan(v)}
 

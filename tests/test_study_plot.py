@@ -23,3 +23,12 @@ def test_importances_rank_what_raises_exact_match(directions):
         study.add_trial(create_trial(params={"a": a, "b": b}, distributions=space, values=values))
     ranked = importances(study)
     assert list(ranked) == ["a", "b"] and ranked["a"] > 0.8, ranked
+
+
+def test_trials_all_alike_give_no_importances_rather_than_equal_ones():
+    """Every trial of an easy task at 100%: nothing to tell the parameters apart by."""
+    space = {"a": FloatDistribution(0, 1), "b": FloatDistribution(0, 1)}
+    study = optuna.create_study(direction="maximize")
+    for a, b in ((0.1, 0.2), (0.7, 0.3), (0.4, 0.9), (0.5, 0.5)):
+        study.add_trial(create_trial(params={"a": a, "b": b}, distributions=space, value=1.0))
+    assert importances(study) == {}
