@@ -17,5 +17,5 @@ Read in the order a sweep runs:
 - `repair`: MLflow runs left RUNNING by dead workers and invocations
 - `summary`: the sweep's summary, plots and best checkpoint on the parent run
 - `coordinator`: `run_sweep`, which ties these together
-- `report`, `rerun`: reading a study afterwards
+- `report`, `plots`, `rerun`: reading a study afterwards (tables, its picture, a trial again)
 """

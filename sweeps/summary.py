@@ -10,6 +10,7 @@ import optuna
 from optuna import visualization
 
 from thinker.errors import one_line
+from thinker.sweeps.plots import render as study_png
 from thinker.sweeps.settings import FINISHED, SweepSettings
 from thinker.sweeps.storage import redact
 from thinker.sweeps.tracking import Tracker
@@ -61,8 +62,9 @@ def finish_parent(tracker: Tracker, study: optuna.Study, settings: SweepSettings
     tracker.finish_parent(parent_id, status, metrics, tags)
 
 
-def render_plots(study: optuna.Study, settings: SweepSettings) -> dict[str, str]:
-    """Optuna's plots as standalone HTML files, by file name; the ones with too few trials are left out."""
+def render_plots(study: optuna.Study, settings: SweepSettings) -> dict[str, str | bytes]:
+    """Optuna's plots as standalone HTML files, by file name, the ones with too few trials left out; and
+    the study at a glance as `study.png` (`plots.py`), which needs no script from the web to show."""
     plots = {"history": visualization.plot_optimization_history,
              "importances": visualization.plot_param_importances,
              "parallel_coordinate": visualization.plot_parallel_coordinate}
@@ -80,4 +82,6 @@ def render_plots(study: optuna.Study, settings: SweepSettings) -> dict[str, str]
         except (ValueError, RuntimeError, ZeroDivisionError):  # too few trials for this plot
             continue
         files[f"{name}.html"] = figure.to_html(include_plotlyjs="cdn")
+    if study.trials:
+        files["study.png"] = study_png(study)
     return files

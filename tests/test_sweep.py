@@ -40,6 +40,7 @@ def test_sweep_tracks_every_trial_and_resumes():
         assert trial.user_attrs["mlflow_run_id"] == child.info.run_id
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"plots", "best_trial"} <= artifacts
+    assert "plots/study.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
 
     result = sweep("--trials", "5", "--pruner", "none")
     assert result.exit_code == 0, result.output
@@ -124,10 +125,11 @@ def test_time_to_target_minimises_samples():
 
 def test_report_and_rerun_from_a_trial(tmp_path):
     assert sweep("--trials", "2", "--pruner", "none").exit_code == 0
-    result = runner.invoke(app, ["report", "copy", "--csv", "trials.csv"])
+    result = runner.invoke(app, ["report", "copy", "--csv", "trials.csv", "--plot", "study.png"])
     assert result.exit_code == 0, result.output
     assert "best trials" in result.stdout
     assert Path("trials.csv").read_text().startswith("trial,state,value")
+    assert Path("study.png").read_bytes().startswith(b"\x89PNG")
     best = study().best_trial
     result = runner.invoke(app, ["train", "copy", "--from-trial", f"copy:{best.number}", "--out", "rerun"])
     assert result.exit_code == 0, result.output
@@ -152,6 +154,7 @@ def test_report_and_rerun_from_a_trial(tmp_path):
     (["sweep", "copy", "--space", "missing.toml"], "not found"),
     (["report", "copy"], "no study database"),
     (["report"], "name a task or pass --study"),
+    (["report", "copy", "--plot", "."], "--plot '.' is a directory"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path):
     result = runner.invoke(app, args)

@@ -2,6 +2,7 @@
 
     thinker report addition
     thinker report --study addition --csv trials.csv
+    thinker report addition --plot study.png
 """
 
 import json
@@ -22,6 +23,8 @@ def report_command(
     storage: Storage = None,
     top: Annotated[int, typer.Option(min=1, help="How many trials to show.")] = 10,
     csv: Annotated[Path | None, typer.Option(help="Also write every trial to this CSV file.")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        help="Also draw the study to this PNG: learning curves, value by trial, importances.")] = None,
 ) -> None:
     """Show the best trials of a sweep (value, params, samples, seconds, state) and what mattered."""
     from thinker.sweeps.report import best_trials, importances, open_study, trial_rows  # noqa: PLC0415 - Optuna
@@ -30,13 +33,14 @@ def report_command(
     name = study or task
     if not name:
         raise UsageError("name a task or pass --study NAME")
-    if csv is not None:
-        check_writable_file(csv, "--csv")
+    for path, option in ((csv, "--csv"), (plot, "--plot")):
+        if path is not None:
+            check_writable_file(path, option)
     found = open_study(name, storage or DEFAULT_STORAGE)
     console = Console()
     rows = best_trials(found, top)
     if rows.empty:
-        console.print(f"study {name!r} has no trials yet")
+        console.print(f"study {name!r} has no trials yet{'; no plot written' if plot else ''}")
         return
     param_columns = [c for c in rows.columns if c.startswith("param.")]
     value_columns = [c for c in rows.columns if c.startswith("value")]
@@ -61,13 +65,16 @@ def report_command(
         every = trial_rows(found)
         every.to_csv(csv, index=False)
         console.print(f"wrote {len(every)} trials to {csv}")
+    if plot is not None:
+        from thinker.sweeps.plots import save  # noqa: PLC0415 - matplotlib
+
+        save(found, plot)
+        console.print(f"wrote the study's plot to {plot}")
     summary = {"study": name, "trials": len(found.trials), "importances": ranked}
     if any(t.state.name == "COMPLETE" for t in found.trials) and len(found.directions) == 1:
         summary.update(best_value=found.best_value, best_trial=found.best_trial.number,
                        best_params=found.best_trial.params)
     print(json.dumps(summary))
-
-
 
 
 def _fmt(value) -> str:

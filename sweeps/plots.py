@@ -1,0 +1,153 @@
+"""A study at a glance, as one PNG: every trial's learning curve, the value trial by trial, what mattered.
+
+    thinker report addition --plot study.png    # every sweep also puts it on its parent run: plots/study.png
+
+Left, held-out exact match against samples trained, one line per trial, from the evaluations Optuna
+recorded (the best exact match so far: what the pruner compared); pruned trials grey and ending in an x
+where they were stopped (the others in a dot), failed ones red, the best trial drawn thick. Middle, the
+study's objective trial by trial with the best so far as a step line, pruned and failed trials as ticks
+along the bottom (they have no value); for a two-objective study, exact match against cost with the
+Pareto front joined up. Right, the parameter importances when there are enough complete trials to tell.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from thinker.sweeps.report import importances
+
+VALUE_LABEL = {"accuracy": "best held-out exact match",
+               "time-to-target": "samples to the target (missed: budget x (2 - exact match))"}
+COST_LABEL = {"pareto-samples": "samples trained", "pareto-seconds": "training seconds"}
+STATE_COLOR = {"COMPLETE": "tab:blue", "PRUNED": "0.6", "FAIL": "tab:red", "RUNNING": "tab:green"}
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One trial's evaluations: samples trained and the best held-out exact match by then."""
+
+    trial: int
+    state: str
+    samples: tuple[int, ...]
+    exact_match: tuple[float, ...]
+
+
+def curves(study: optuna.Study) -> list[Curve]:
+    """The learning curve of every trial that reported an evaluation, in trial order.
+
+    Optuna holds what the pruner compared: exact match for `accuracy`, one minus it for the other
+    single-objective studies, and for a trial that stopped at its target the same value repeated up to
+    its budget (so later trials are compared with it); the curve ends where training ended.
+    """
+    flipped = study.user_attrs.get("objective", "accuracy") != "accuracy"
+    found = []
+    for t in study.get_trials(deepcopy=False):
+        trained = t.user_attrs.get("samples")
+        points = sorted((s, v) for s, v in t.intermediate_values.items() if trained is None or s <= trained)
+        if points:
+            found.append(Curve(t.number, t.state.name, tuple(s for s, _ in points),
+                               tuple(1.0 - v if flipped else v for _, v in points)))
+    return found
+
+
+def best_number(study: optuna.Study) -> int | None:
+    if len(study.directions) > 1:
+        return None
+    try:
+        return study.best_trial.number
+    except ValueError:  # no complete trial
+        return None
+
+
+def draw_curves(ax, study: optuna.Study) -> None:
+    best = best_number(study)
+    found = curves(study)
+    for c in sorted(found, key=lambda c: (c.trial == best, c.state == "COMPLETE")):  # the best on top
+        color = "tab:orange" if c.trial == best else STATE_COLOR.get(c.state, "0.4")
+        ax.plot(c.samples, c.exact_match, color=color, lw=2.5 if c.trial == best else 1,
+                alpha=1 if c.trial == best else 0.7, label=f"best: #{best}" if c.trial == best else None)
+        end = "x" if c.state in ("PRUNED", "FAIL") else "o"  # also shows a trial evaluated once
+        ax.plot(c.samples[-1:], c.exact_match[-1:], end, color=color, ms=5 if end == "x" else 3)
+    ax.set_xlabel("samples trained")
+    ax.set_ylabel("held-out exact match (best so far)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"learning curves: {len(found)} trials (grey: pruned, red: failed)", fontsize=10)
+    if best is not None:
+        ax.legend(loc="lower right", fontsize=8)
+    if not found:
+        ax.text(0.5, 0.5, "no evaluations recorded\n(two-objective studies are not pruned)",
+                ha="center", va="center", transform=ax.transAxes, fontsize=9)
+
+
+def draw_values(ax, study: optuna.Study) -> None:
+    objective = study.user_attrs.get("objective", "accuracy")
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    if len(study.directions) > 1:
+        front = {t.number for t in study.best_trials}
+        ax.scatter([t.values[1] for t in complete], [t.values[0] for t in complete], color="tab:blue", s=14,
+                   label="trial")
+        edge = sorted((t.values[1], t.values[0]) for t in complete if t.number in front)
+        ax.plot([c for c, _ in edge], [e for _, e in edge], "o-", color="tab:orange", ms=5, label="Pareto front")
+        ax.set_xlabel(COST_LABEL.get(objective, "cost"))
+        ax.set_ylabel("held-out exact match")
+        ax.set_title("exact match against cost", fontsize=10)
+        ax.legend(loc="lower right", fontsize=8)
+        return
+    minimise = study.direction.name == "MINIMIZE"
+    ax.scatter([t.number for t in complete], [t.value for t in complete], color="tab:blue", s=14, zorder=3,
+               label="complete")
+    running, steps = None, []
+    for t in sorted(complete, key=lambda t: t.number):
+        if running is None or (t.value < running if minimise else t.value > running):
+            running = t.value
+        steps.append((t.number, running))
+    if steps:
+        ax.step([n for n, _ in steps], [v for _, v in steps], where="post", color="tab:orange", label="best so far")
+    for state, color in (("PRUNED", STATE_COLOR["PRUNED"]), ("FAIL", STATE_COLOR["FAIL"])):
+        numbers = [t.number for t in trials if t.state.name == state]
+        if numbers:
+            ax.plot(numbers, [0.01] * len(numbers), "|", color=color, ms=10, transform=ax.get_xaxis_transform(),
+                    label=f"{state.lower()} ({len(numbers)})")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(VALUE_LABEL.get(objective, "value"))
+    ax.set_title(f"objective: {objective} ({'lower' if minimise else 'higher'} is better)", fontsize=10)
+    ax.legend(loc="best", fontsize=8)
+
+
+def draw_importances(ax, ranked: dict[str, float]) -> None:
+    names = list(ranked)[::-1]  # the largest at the top
+    ax.barh(names, [ranked[n] for n in names], color="tab:blue")
+    ax.set_xlabel("importance (fANOVA)")
+    ax.set_title("what mattered", fontsize=10)
+
+
+def render(study: optuna.Study) -> bytes:
+    """The study's picture as PNG bytes."""
+    import matplotlib  # noqa: PLC0415 - only for the picture
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    ranked = importances(study)
+    fig, axes = plt.subplots(1, 3 if ranked else 2, figsize=(15 if ranked else 10.5, 4.2),
+                             gridspec_kw={"width_ratios": [1.3, 1, 0.8] if ranked else [1.3, 1]})
+    draw_curves(axes[0], study)
+    draw_values(axes[1], study)
+    if ranked:
+        draw_importances(axes[2], ranked)
+    task = study.user_attrs.get("task", "?")
+    fig.suptitle(f"study {study.study_name!r} ({task}): {len(study.trials)} trials", fontsize=11)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def save(study: optuna.Study, path: Path) -> None:
+    path.write_bytes(render(study))
