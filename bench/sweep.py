@@ -51,9 +51,10 @@ from thinker.training import TrainConfig, train
 console = Console(stderr=True)
 
 
-def sweep(args: list[str], source: Path | None = None, monitor=None) -> dict:
+def sweep(args: list[str], source: Path | None = None, monitor=None, plot: Path | None = None) -> dict:
     """Run `thinker sweep ...` from the checkout `source` (this one by default) in a fresh directory;
-    its JSON summary, the wall time and, given a monitor, the machine's use while it ran."""
+    its JSON summary, the wall time and, given a monitor, the machine's use while it ran; given `plot`,
+    the study's picture (`thinker report --plot`) is written there before the directory goes."""
     with tempfile.TemporaryDirectory() as tmp:
         if monitor is not None:
             monitor.start()
@@ -67,9 +68,14 @@ def sweep(args: list[str], source: Path | None = None, monitor=None) -> dict:
             raise
         wall = time.perf_counter() - started
         usage = monitor.stop() if monitor is not None else {}
-    if proc.returncode != 0:
-        raise RuntimeError(f"thinker sweep {' '.join(args)} failed: {stderr.strip().splitlines()[-1:]}")
-    summary = json.loads(stdout.strip().splitlines()[-1])
+        if proc.returncode != 0:
+            raise RuntimeError(f"thinker sweep {' '.join(args)} failed: {stderr.strip().splitlines()[-1:]}")
+        summary = json.loads(stdout.strip().splitlines()[-1])
+        if plot is not None:
+            from thinker.sweeps.plots import save  # noqa: PLC0415 - Optuna and matplotlib, for the sweep parts only
+            from thinker.sweeps.report import open_study  # noqa: PLC0415
+
+            save(open_study(summary["study"], f"sqlite:///{tmp}/optuna.db"), plot)
     summary["locked"] = "database is locked" in stderr
     summary["wall_seconds"] = round(wall, 1)
     summary["usage"] = {k: round(usage[k], 1) for k in USAGE if usage.get(k) is not None}
@@ -98,9 +104,10 @@ USAGE = ("gpu_util", "sm_activity", "sm_occupancy", "nvml_memory_mb", "power_w",
 
 
 def default_part(task: str, trials: int, device: str, runs_on: torch.device, against: str | None,
-                 timeout: float | None = None) -> dict:
+                 timeout: float | None = None, pictures: Path | None = None) -> dict:
     """The default sweep as a user runs it (`--device device`, which picks `runs_on`), from this checkout
-    and optionally from `against` first; with `timeout`, no trial starts after that many seconds."""
+    and optionally from `against` first; with `timeout`, no trial starts after that many seconds. With
+    `pictures` (a path), each sweep's study is drawn beside it as STEM-COMMIT.png."""
     args = [task, "--trials", str(trials)] + ([] if device == "auto" else ["--device", device])
     args += [] if timeout is None else ["--timeout", f"{timeout:g}"]
     sources: list[tuple[str, contextlib.AbstractContextManager]] = []
@@ -113,10 +120,13 @@ def default_part(task: str, trials: int, device: str, runs_on: torch.device, aga
             commit = commit_of(source)
             console.print(f"default: {results['command']} at {commit} ...")
             # a sweep takes minutes: one reading a second is plenty
-            s = sweep(args, source=source, monitor=usage_monitor(runs_on, interval=1.0))
+            plot = pictures.with_name(f"{pictures.stem}-{commit}.png") if pictures else None
+            s = sweep(args, source=source, monitor=usage_monitor(runs_on, interval=1.0), plot=plot)
         results[name] = {"commit": commit, "trials_per_hour": round(s["finished"] / s["wall_seconds"] * 3600, 1),
                          **{k: s.get(k) for k in ("wall_seconds", "finished", "complete", "pruned", "failed",
                                                   "samples_total", "best_value", "best_exact_match", "usage")}}
+        if plot is not None:
+            results[name]["plot"] = plot.name
         console.print(f"  {results[name]}")
     if against:
         results["speedup"] = round(results["against"]["wall_seconds"] / results["this"]["wall_seconds"], 3)
@@ -248,7 +258,8 @@ def run(argv: list[str] | None) -> None:
     parser.add_argument("--against", metavar="REF", help="`default` part: also run the sweep at this git commit")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="`default` part: start no trial after this long (the sweep's --timeout)")
-    parser.add_argument("--json", help="also write the JSON report to this file")
+    parser.add_argument("--json", help="also write the JSON report to this file (and, with the `default` "
+                                       "part, each sweep's study picture beside it: STEM-COMMIT.png)")
     args = parser.parse_args(argv)
     parts = args.parts.split(",")
     unknown = set(parts) - {"default", "study", "overhead", "workers", "load"}
@@ -266,7 +277,8 @@ def run(argv: list[str] | None) -> None:
     report: dict = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), **machine, "machine": label(machine),
                     "trials": args.trials}
     if "default" in parts:
-        report["default"] = default_part(args.task, args.trials, args.device, device, args.against, args.timeout)
+        report["default"] = default_part(args.task, args.trials, args.device, device, args.against, args.timeout,
+                                         pictures=Path(args.json) if args.json else None)
     if "overhead" in parts:
         report["overhead"] = overhead_part(repeats=3, max_samples=40_000)
     if "workers" in parts:

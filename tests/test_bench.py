@@ -400,3 +400,13 @@ def test_sweep_bench_bad_input_is_one_line_and_exit_2(args, message):
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     assert proc.returncode == 2
     assert proc.stderr.startswith(message) and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_sweep_bench_draws_the_study_before_its_directory_goes(tmp_path):
+    from thinker.bench.sweep import sweep  # noqa: PLC0415 - imports Optuna's side of the bench
+
+    space = Path(__file__).resolve().parent / "fixtures" / "tiny_copy.toml"
+    summary = sweep(["copy", "--space", str(space), "--trials", "2", "--device", "cpu", "--jobs", "1"],
+                    plot=tmp_path / "study.png")
+    assert summary["finished"] == 2
+    assert (tmp_path / "study.png").read_bytes().startswith(b"\x89PNG")
