@@ -121,6 +121,8 @@ class Objective:
             if multi:  # Optuna cannot prune multi-objective studies
                 return
             trial.report(intermediate_value(s.objective, best["exact_match"]), samples)
+            if samples >= cfg.max_samples:
+                return  # the budget is spent: pruning now would save nothing and throw the trial's result away
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at {samples} samples (exact match {metrics['exact_match']:.4f})")
 

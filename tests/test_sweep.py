@@ -6,6 +6,7 @@ Every test runs in its own empty directory, with the default stores (optuna.db, 
 import os
 from pathlib import Path
 
+import optuna
 import pytest
 
 from tests.faults import diverge, error, inject, nan_once
@@ -67,6 +68,20 @@ def test_pruning_prunes_and_records_why():
         assert states[str(t.number)] == "PRUNED"
         assert t.user_attrs["samples"] < 6144
 
+
+class PruneAlways(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("max_samples, state", [(1024, "PRUNED"), (512, "COMPLETE")])
+def test_a_trial_is_never_pruned_at_its_last_evaluation(monkeypatch, max_samples, state):
+    """Pruned at 512 of 1,024 samples; at 512 of 512 it has trained all it will, so its result counts."""
+    monkeypatch.setattr("thinker.sweeps.study.optuna_pruner", lambda *args: PruneAlways())
+    result = sweep("--trials", "2", "--max-samples", str(max_samples))
+    assert result.exit_code == 0, result.output
+    assert [t.state.name for t in study().trials] == [state, state]
+    assert all(t.user_attrs["samples"] == 512 for t in study().trials)
 
 def test_failures_are_recorded_and_the_sweep_goes_on(monkeypatch):
     inject(monkeypatch, {0: diverge(512), 1: error(512)})
