@@ -122,7 +122,7 @@ def draw_values(ax, study: optuna.Study) -> None:
 def draw_importances(ax, ranked: dict[str, float]) -> None:
     names = list(ranked)[::-1]  # the largest at the top
     ax.barh(names, [ranked[n] for n in names], color="tab:blue")
-    ax.set_xlabel("importance (fANOVA)")
+    ax.set_xlabel("importance (Optuna's default evaluator)")
     ax.set_title("what mattered", fontsize=10)
 
 
@@ -140,8 +140,9 @@ def render(study: optuna.Study) -> bytes:
     draw_values(axes[1], study)
     if ranked:
         draw_importances(axes[2], ranked)
-    task = study.user_attrs.get("task", "?")
-    fig.suptitle(f"study {study.study_name!r} ({task}): {len(study.trials)} trials", fontsize=11)
+    task, best = study.user_attrs.get("task", "?"), best_number(study)
+    found = f", best {study.best_value:.6g} (#{best})" if best is not None else ""
+    fig.suptitle(f"study {study.study_name!r} ({task}): {len(study.trials)} trials{found}", fontsize=11)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
