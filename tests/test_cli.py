@@ -37,7 +37,23 @@ def test_train_writes_checkpoint_and_ends_with_json(tmp_path):
     assert checkpoint["train_config"]["task_options"] == {"alphabet": 5, "length": 4}
     assert json.loads((out / "config.json").read_text())["batch_size"] == 64
     assert json.loads((out / "result.json").read_text())["history"]
+    assert (out / "curves.png").read_bytes().startswith(b"\x89PNG")
 
+
+
+def test_curves_show_exhaustive_checks_and_a_loss_that_reached_zero(tmp_path):
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from thinker.cli.curves import draw_curves  # noqa: PLC0415
+
+    history = [{"samples": 8192 * i, "seconds": 2.0 * i, "loss": 0.0 if i == 4 else 1.0 / i,
+                "token_accuracy": min(1.0, 0.3 * i), "exact_match": min(1.0, 0.25 * i),
+                "length_exact_match": 0.05 * i} for i in range(1, 5)]
+    history[2]["exhaustive"], history[3]["exhaustive"] = 0.0, 1.0  # one check failed, the next passed
+    result = SimpleNamespace(task="addition", history=history, best_samples=32768, exact_match=1.0,
+                             samples=32768, train_seconds=8.0, stop_reason="target")
+    draw_curves(tmp_path / "curves.png", result, target=1.0)
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
 
 @pytest.mark.parametrize("args, message", [
     (["train", "divide"], "unknown task 'divide'; choose from: copy, flip"),

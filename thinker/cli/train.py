@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from thinker.cli.curves import draw_curves
 from thinker.cli.options import (
     Device,
     DModel,
@@ -34,6 +35,7 @@ from thinker.cli.options import (
 )
 from thinker.cli.progress import stderr, training_progress
 from thinker.device import configure_torch, pick_device
+from thinker.errors import one_line
 from thinker.tasks import make_task
 from thinker.training import save_checkpoint, train
 
@@ -103,6 +105,11 @@ def train_command(
                      f"{rescue} instead")
         print(json.dumps({**result.summary(), "checkpoint": str(checkpoint), "wanted_out": str(out)}))
         raise typer.Exit(1) from None
+    if result.history:  # the picture is an extra: a failure to draw it costs the run nothing
+        try:
+            draw_curves(out / "curves.png", result, cfg.target)
+        except (OSError, ValueError) as e:
+            stderr.print(f"thinker: warning: curves.png not written ({one_line(e)})")
     checked = {True: "; right on every problem (exhaustive check)",
                False: f"; the last of {result.exhaustive_checks} exhaustive checks found a wrong problem",
                None: ""}[result.exhaustive]
