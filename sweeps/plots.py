@@ -5,9 +5,10 @@
 Left, held-out exact match against samples trained, one line per trial, from the evaluations Optuna
 recorded (the best exact match so far: what the pruner compared); pruned trials grey and ending in an x
 where they were stopped (the others in a dot), failed ones red, the best trial drawn thick. Middle, the
-study's objective trial by trial with the best so far as a step line, pruned and failed trials as ticks
-along the bottom (they have no value); for a two-objective study, exact match against cost with the
-Pareto front joined up. Right, the parameter importances when there are enough complete trials to tell.
+study's objective trial by trial (exact match on a logit scale, where 0.999 and 1 stay apart) with the
+best so far as a step line, pruned and failed trials as ticks along the bottom (they have no value); for
+a two-objective study, exact match against cost with the Pareto front joined up. Right, the parameter
+importances when there are enough complete trials to tell.
 """
 
 from __future__ import annotations
