@@ -11,6 +11,7 @@ from optuna import visualization
 
 from thinker.errors import one_line
 from thinker.sweeps.plots import render as study_png
+from thinker.sweeps.report import importances
 from thinker.sweeps.settings import FINISHED, SweepSettings
 from thinker.sweeps.storage import redact
 from thinker.sweeps.tracking import Tracker
@@ -74,6 +75,8 @@ def render_plots(study: optuna.Study, settings: SweepSettings) -> dict[str, str 
                  "parallel_coordinate": visualization.plot_parallel_coordinate}
     files = {}
     for name, plot in plots.items():
+        if name == "importances" and not importances(study):
+            continue  # too little to tell: Optuna would draw equal bars
         try:
             kwargs = {}
             if multi and name != "pareto_front":  # these plots show one objective: exact match

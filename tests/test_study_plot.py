@@ -89,3 +89,14 @@ def test_trials_all_alike_give_no_importances_rather_than_equal_ones():
     for a, b in ((0.1, 0.2), (0.7, 0.3), (0.4, 0.9), (0.5, 0.5)):
         study.add_trial(create_trial(params={"a": a, "b": b}, distributions=space, value=1.0))
     assert importances(study) == {}
+
+
+def test_the_parent_run_gets_no_importance_plot_when_there_is_nothing_to_tell():
+    from thinker.sweeps.settings import SweepSettings  # noqa: PLC0415
+    from thinker.sweeps.summary import render_plots  # noqa: PLC0415
+
+    settings = SweepSettings(task="copy", trials=4, study="copy", storage="sqlite:///optuna.db",
+                             tracking_uri="sqlite:///mlflow.db", experiment="thinker-copy", space="copy")
+    alike = study_of("accuracy", [dict(state=TrialState.COMPLETE, value=1.0) for _ in range(4)])
+    assert "importances.html" not in render_plots(alike, settings)
+    assert {"history.html", "study.png"} <= set(render_plots(alike, settings))
