@@ -78,7 +78,7 @@ def draw_curves(ax, study: optuna.Study) -> None:
     ax.set_ylabel("held-out exact match (best so far)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"learning curves: {len(found)} trials (grey: pruned, red: failed)", fontsize=10)
-    if best is not None:
+    if any(c.trial == best for c in found):
         ax.legend(loc="lower right", fontsize=8)
     if not found:
         ax.text(0.5, 0.5, "no evaluations recorded\n(two-objective studies are not pruned)",
@@ -128,7 +128,8 @@ def draw_values(ax, study: optuna.Study) -> None:
     ax.set_xlabel("trial")
     ax.set_ylabel(VALUE_LABEL.get(objective, "value"))
     ax.set_title(f"objective: {objective} ({'lower' if minimise else 'higher'} is better)", fontsize=10)
-    ax.legend(loc="best", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8)
 
 
 def draw_importances(ax, ranked: dict[str, float]) -> None:
