@@ -107,7 +107,7 @@ def test_bad_problems_name_what_is_wrong(name, text, message):
 
 
 def test_eval_cli_tables_csv_and_json(addition_run, tmp_path):
-    wrong_csv = tmp_path / "wrong.csv"
+    wrong_csv = tmp_path / "new" / "wrong.csv"  # a folder that does not exist yet
     result = runner.invoke(app, ["eval", str(addition_run), "--exhaustive", "--long", "100", "--csv", str(wrong_csv)])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])

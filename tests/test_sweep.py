@@ -140,11 +140,11 @@ def test_time_to_target_minimises_samples():
 
 def test_report_and_rerun_from_a_trial(tmp_path):
     assert sweep("--trials", "2", "--pruner", "none").exit_code == 0
-    result = runner.invoke(app, ["report", "copy", "--csv", "trials.csv", "--plot", "study.png"])
-    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["report", "copy", "--csv", "out/trials.csv", "--plot", "out/study.png"])
+    assert result.exit_code == 0, result.output  # out/ did not exist
     assert "best trials" in result.stdout
-    assert Path("trials.csv").read_text().startswith("trial,state,value")
-    assert Path("study.png").read_bytes().startswith(b"\x89PNG")
+    assert Path("out/trials.csv").read_text().startswith("trial,state,value")
+    assert Path("out/study.png").read_bytes().startswith(b"\x89PNG")
     best = study().best_trial
     result = runner.invoke(app, ["train", "copy", "--from-trial", f"copy:{best.number}", "--out", "rerun"])
     assert result.exit_code == 0, result.output

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from thinker.cli.options import Device, Storage, TrackingUri, check_writable_file
+from thinker.cli.options import Device, Storage, TrackingUri, check_writable_file, ready_to_write
 from thinker.cli.progress import progress_bar
 from thinker.cli.source import Source, open_source
 from thinker.device import configure_torch
@@ -81,7 +81,7 @@ def eval_command(
     else:
         _show_steps(console, found, exams)
     if csv_path is not None:
-        count = write_wrong_csv(csv_path, exams[-1])
+        count = write_wrong_csv(ready_to_write(csv_path), exams[-1])
         console.print(f"wrote {count:,} wrong problems to {csv_path}")
     summary = {"source": source, "checkpoint": str(ckpt.path) if found.run_id is None else None,
                "run_id": found.run_id, "task": ckpt.task.name, "mode": exams[0].mode, "trained_steps": trained,

@@ -104,6 +104,12 @@ def check_writable_dir(path: Path) -> Path:
     return path
 
 
+def ready_to_write(path: Path) -> Path:
+    """`path`, with its folder made: the check before the work tried that folder and removed what it made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def check_writable_file(path: Path, option: str) -> Path:
     """Fail early if `path` is a directory or cannot be written; an existing file is left as it is."""
     if path.is_dir():

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from thinker.cli.options import Storage, UsageError, check_writable_file
+from thinker.cli.options import Storage, UsageError, check_writable_file, ready_to_write
 
 
 def report_command(
@@ -63,12 +63,12 @@ def report_command(
         console.print(imp)
     if csv is not None:
         every = trial_rows(found)
-        every.to_csv(csv, index=False)
+        every.to_csv(ready_to_write(csv), index=False)
         console.print(f"wrote {len(every)} trials to {csv}")
     if plot is not None:
         from thinker.sweeps.plots import save  # noqa: PLC0415 - matplotlib
 
-        save(found, plot)
+        save(found, ready_to_write(plot))
         console.print(f"wrote the study's plot to {plot}")
     summary = {"study": name, "trials": len(found.trials), "importances": ranked}
     if any(t.state.name == "COMPLETE" for t in found.trials) and len(found.directions) == 1:
