@@ -19,6 +19,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -135,6 +136,7 @@ def parse_seeds(parser: argparse.ArgumentParser, text: str) -> list[int]:
 def write(report: dict, path: str | None) -> None:
     """The JSON report to `path` (if given), and as the last line of stdout."""
     if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as f:
             f.write(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))

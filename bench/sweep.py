@@ -273,6 +273,8 @@ def run(argv: list[str] | None) -> None:
         device, _ = pick_device(args.device)  # what the sweeps will run on, or a one-line error
     except DeviceError as e:
         fail(str(e))
+    if args.json:  # its folder now, not after an hour of sweeps (the study pictures go there first)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     machine = describe(device)
     report: dict = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), **machine, "machine": label(machine),
                     "trials": args.trials}

@@ -92,6 +92,7 @@ def plot(report: dict, path: Path) -> None:
             ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"Does thinking longer help? seeds {report['seeds']}\n{report['machine']}", fontsize=9)
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
 
 

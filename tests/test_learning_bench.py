@@ -39,10 +39,11 @@ def test_thinking_summary_and_plot(tmp_path):
     # joining earlier reports: the plot goes beside --json, never over the committed picture
     (tmp_path / "a.json").write_text(json.dumps({"rows": rows[:4], "seeds": [0, 1], "machine": "test"}))
     (tmp_path / "b.json").write_text(json.dumps({"rows": rows[4:], "seeds": [0, 1], "machine": "test"}))
-    main(["--from-json", f"{tmp_path / 'a.json'},{tmp_path / 'b.json'}", "--json", str(tmp_path / "joined.json")])
-    joined = json.loads((tmp_path / "joined.json").read_text())
+    out = tmp_path / "new"  # a folder that does not exist yet
+    main(["--from-json", f"{tmp_path / 'a.json'},{tmp_path / 'b.json'}", "--json", str(out / "joined.json")])
+    joined = json.loads((out / "joined.json").read_text())
     assert joined["rows"] == rows and len(joined["summary"]) == len(VARIANTS)
-    assert (tmp_path / "joined.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "joined.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("module, args, message", [
