@@ -3,7 +3,7 @@
 Held-out exact match and token accuracy (and length-generalisation exact match when it moved off zero)
 against samples trained, on the left axis; held-out loss on a log scale on the right; the target as a
 dotted line, the saved (best) evaluation as a vertical one, and every exhaustive check as a mark on
-the exact-match curve: a tick where every problem was right, a cross where one was wrong.
+the exact-match curve: a green triangle where every problem was right, a red cross where one was wrong.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def draw_curves(path: Path, result, target: float) -> None:
         if checks:
             ax.scatter([h["samples"] for h in checks], [h["exact_match"] for h in checks], marker=marker, s=60,
                        color=color, zorder=4,
-                       label=f"every problem {'right' if passed else 'checked: one wrong'} ({len(checks)})")
+                       label=f"exhaustive check {'passed' if passed else 'failed'} ({len(checks)})")
     if target <= 1:
         ax.axhline(target, color="0.5", ls=":", lw=1)
     ax.axvline(result.best_samples, color="tab:orange", lw=1, label=f"saved: {result.best_samples:,} samples")
