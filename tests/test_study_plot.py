@@ -12,6 +12,7 @@ from optuna.trial import TrialState, create_trial
 from thinker.sweeps.plots import curves, render
 from thinker.sweeps.report import importances
 
+pytestmark = pytest.mark.filterwarnings("error")  # a picture that draws with a warning draws something wrong
 PNG = b"\x89PNG\r\n\x1a\n"
 LR = {"lr": FloatDistribution(1e-4, 1e-2, log=True)}
 
