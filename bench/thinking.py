@@ -22,6 +22,7 @@ from rich.table import Table
 
 from thinker.bench.args import BenchParser
 from thinker.bench.learning import BENCHMARKS, machine_record, parse_seeds, run_many, spec_for, write
+from thinker.plotting import pyplot
 
 TASKS = ("roll", "addition", "multiply")
 VARIANTS = {"1 step": {"steps": 1}, "2 steps": {"steps": 2}, "4 steps": {"steps": 4},
@@ -57,10 +58,7 @@ def table(report: dict) -> Table:
 
 def plot(report: dict, path: Path) -> None:
     """Two rows of panels per task: samples to target per seed (x: not reached), final exact match."""
-    import matplotlib  # noqa: PLC0415 - only for the picture
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    plt = pyplot()
 
     tasks = list(dict.fromkeys(r["name"] for r in report["rows"]))
     fig, axes = plt.subplots(2, len(tasks), figsize=(max(4.2 * len(tasks), 6.5), 6.5), squeeze=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import optuna
 
+from thinker.plotting import pyplot
 from thinker.sweeps.report import importances
 
 LOGIT_EDGE = 1e-4  # exact match 0 and 1 are drawn at 0.0001 and 0.9999 on the logit scale
@@ -141,10 +142,7 @@ def draw_importances(ax, ranked: dict[str, float]) -> None:
 
 def render(study: optuna.Study) -> bytes:
     """The study's picture as PNG bytes."""
-    import matplotlib  # noqa: PLC0415 - only for the picture
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    plt = pyplot()
 
     ranked = importances(study)
     fig, axes = plt.subplots(1, 3 if ranked else 2, figsize=(15 if ranked else 10.5, 4.2),

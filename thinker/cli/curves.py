@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from thinker.plotting import pyplot
+
 
 def draw_curves(path: Path, result, target: float) -> None:
     """Write the picture of `result` (a `TrainResult`) to `path`."""
-    import matplotlib  # noqa: PLC0415 - only for the picture
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    plt = pyplot()
 
     history = result.history
     samples = [h["samples"] for h in history]
