@@ -22,7 +22,7 @@ import optuna
 
 from thinker.errors import one_line
 from thinker.sweeps.interrupt import Interrupt
-from thinker.sweeps.repair import close_abandoned_parents, close_dead_trial_runs
+from thinker.sweeps.repair import close_abandoned_parents, close_dead_trial_runs, record_parent
 from thinker.sweeps.settings import SweepSettings
 from thinker.sweeps.storage import open_storage, redact
 from thinker.sweeps.study import count, create_study
@@ -72,7 +72,7 @@ def run_sweep(settings: SweepSettings, watch: Watch | None = None) -> Outcome:
         parent_id = tracker.start_parent(f"sweep-{settings.study}-{time.strftime('%Y%m%d-%H%M%S')}", tags)
         started = time.perf_counter()
         try:
-            study.set_user_attr("mlflow_parent_runs", [*study.user_attrs.get("mlflow_parent_runs", []), parent_id])
+            record_parent(study, parent_id)
             status = "finished"
             try:
                 interrupt.check()  # stopped while the study was being set up: start no trial

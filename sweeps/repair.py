@@ -25,12 +25,28 @@ def close_dead_trial_runs(study: optuna.Study, tracker: Tracker) -> int:
     return closed
 
 
+PARENT_ATTR = "mlflow_parent_run:"  # one study attribute per invocation's parent run
+
+
+def record_parent(study: optuna.Study, run_id: str) -> None:
+    """Note an invocation's parent run on the study, in an attribute of its own: invocations that start
+    together would lose each other's ids in a shared list (read, append, write)."""
+    study.set_user_attr(PARENT_ATTR + run_id, True)
+
+
+def parent_runs(study: optuna.Study) -> list[str]:
+    """Every invocation's parent run (studies written before per-run attributes kept one list)."""
+    attrs = study.user_attrs
+    return [*attrs.get("mlflow_parent_runs", []),
+            *(key.removeprefix(PARENT_ATTR) for key in attrs if key.startswith(PARENT_ATTR))]
+
+
 def close_abandoned_parents(study: optuna.Study, settings: SweepSettings, tracker: Tracker, own: str) -> int:
     """Once the study is done and nothing runs, parent runs still RUNNING belong to dead invocations."""
     if count(study) < settings.trials or count(study, ("RUNNING", "WAITING")):
         return 0  # other workers may still be at it
     closed = 0
-    for run_id in study.user_attrs.get("mlflow_parent_runs", []):
+    for run_id in parent_runs(study):
         if run_id != own and tracker.status(run_id) == "RUNNING":
             tracker.end(run_id, "KILLED", {"status": "abandoned: its process died"})
             closed += 1

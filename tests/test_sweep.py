@@ -240,3 +240,15 @@ def test_eval_and_predict_a_trial_by_study_and_by_mlflow_run():
     assert last_json(result)["expected"] == "0 1 2 3"
     result = runner.invoke(app, ["eval", "copy:99"])
     assert result.exit_code == 2 and "study 'copy' has no trial 99" in result.stderr
+
+
+def test_invocations_starting_together_keep_each_others_parent_runs():
+    """Each parent run is its own study attribute: two invocations writing at once lose neither id."""
+    from thinker.sweeps.repair import parent_runs, record_parent  # noqa: PLC0415
+
+    first = optuna.create_study(study_name="s", storage="sqlite:///optuna.db")
+    second = optuna.load_study(study_name="s", storage="sqlite:///optuna.db")
+    first.set_user_attr("mlflow_parent_runs", ["old"])  # how earlier versions kept them
+    record_parent(first, "a")
+    record_parent(second, "b")
+    assert sorted(parent_runs(first)) == ["a", "b", "old"]
