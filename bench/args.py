@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import NoReturn
+
+from thinker.outputs import OutputError, check_writable_file
 
 
 def fail(message: str) -> NoReturn:
@@ -26,3 +29,13 @@ class BenchParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         fail(message)
+
+
+def writable(path: str | None, option: str) -> str | None:
+    """`path` (None: not given) once it is known to be writable, before the work rather than after it."""
+    if path:
+        try:
+            check_writable_file(Path(path), option)
+        except OutputError as e:
+            fail(str(e))
+    return path

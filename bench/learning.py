@@ -25,7 +25,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from thinker.bench.args import BenchParser
+from thinker.bench.args import BenchParser, writable
 from thinker.errors import ConfigError
 from thinker.machine import describe, label
 from thinker.parsing import int_list
@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="also write the JSON report to this file")
     args = parser.parse_args(argv)
     seeds = parse_seeds(parser, args.seeds)
+    writable(args.json, "--json")
     names = args.tasks.split(",")
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:

@@ -41,11 +41,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from thinker.bench.args import BenchParser, fail
+from thinker.bench.args import BenchParser, fail, writable
 from thinker.bench.checkouts import ROOT, commit_of, run_from, worktree
 from thinker.bench.measure import usage_monitor
 from thinker.device import DeviceError, pick_device
 from thinker.machine import describe, label
+from thinker.outputs import ready_to_write
 from thinker.training import TrainConfig, train
 
 console = Console(stderr=True)
@@ -273,8 +274,8 @@ def run(argv: list[str] | None) -> None:
         device, _ = pick_device(args.device)  # what the sweeps will run on, or a one-line error
     except DeviceError as e:
         fail(str(e))
-    if args.json:  # its folder now, not after an hour of sweeps (the study pictures go there first)
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    if writable(args.json, "--json"):  # checked now, not after an hour of sweeps; the study pictures go there first
+        ready_to_write(Path(args.json))
     machine = describe(device)
     report: dict = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), **machine, "machine": label(machine),
                     "trials": args.trials}

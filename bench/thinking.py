@@ -20,8 +20,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from thinker.bench.args import BenchParser
+from thinker.bench.args import BenchParser, writable
 from thinker.bench.learning import BENCHMARKS, machine_record, parse_seeds, run_many, spec_for, write
+from thinker.outputs import ready_to_write
 from thinker.plotting import pyplot
 
 TASKS = ("roll", "addition", "multiply")
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.plot is None:  # a run written elsewhere must not overwrite the committed picture
         args.plot = str(Path(args.json).with_suffix(".png")) if args.json else "bench/results/thinking.png"
+    writable(args.json, "--json")
+    writable(args.plot, "--plot")
     if args.from_json:
         try:
             reports = [json.loads(Path(p).read_text()) for p in args.from_json.split(",")]
@@ -137,7 +140,7 @@ def finish(report: dict, args: argparse.Namespace) -> None:
     report["summary"] = summarise(report["rows"])
     Console(stderr=True).print(table(report))
     if args.plot:
-        plot(report, Path(args.plot))
+        plot(report, ready_to_write(Path(args.plot)))
         Console(stderr=True).print(f"plot: {args.plot}")
     write(report, args.json)
 

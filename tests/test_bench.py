@@ -402,6 +402,24 @@ def test_sweep_bench_bad_input_is_one_line_and_exit_2(args, message):
     assert proc.stderr.startswith(message) and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+@pytest.mark.parametrize("script, args", [
+    ("sweep", ["--parts", "default", "--json"]), ("learning", ["--tasks", "copy", "--json"]),
+    ("thinking", ["--tasks", "roll", "--json"]), ("thinking", ["--tasks", "roll", "--plot"]),
+])
+def test_benchmarks_refuse_an_unwritable_output_before_the_work(script, args, tmp_path, monkeypatch, capsys):
+    """An hour of training must not end in "permission denied": the path is tried first, and the run trains nothing."""
+    import importlib  # noqa: PLC0415
+
+    module = importlib.import_module(f"thinker.bench.{script}")
+    monkeypatch.setattr(module, "run_many" if script != "sweep" else "default_part",
+                        lambda *a, **k: pytest.fail("trained before checking its output"))
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(SystemExit) as stop:
+        (module.run if script == "sweep" else module.main)([*args, str(tmp_path / "taken" / "out.json")])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.startswith("bench: error: output directory ") and not (tmp_path / "taken").is_dir()
+
+
 def test_sweep_bench_draws_the_study_before_its_directory_goes(tmp_path):
     from thinker.bench.sweep import sweep  # noqa: PLC0415 - imports Optuna's side of the bench
 

@@ -130,7 +130,7 @@ def test_output_directory_is_probed_not_trusted_to_os_access():
 
 
 def test_the_probe_leaves_nothing_behind(tmp_path):
-    from thinker.cli.options import check_writable_dir, check_writable_file
+    from thinker.outputs import check_writable_dir, check_writable_file
 
     check_writable_dir(tmp_path / "a" / "b" / "c")
     existing = tmp_path / "results.json"

@@ -31,13 +31,12 @@ from thinker.cli.options import (
     UsageError,
     build_config,
     check_task,
-    check_writable_dir,
-    check_writable_file,
     parse_task_options,
 )
 from thinker.cli.progress import progress_bar, stderr
 from thinker.device import configure_torch, pick_device
 from thinker.model import Thinker
+from thinker.outputs import check_writable_dir, check_writable_file
 from thinker.tasks import make_task
 
 WARMUP = {"cuda": 10, "cpu": 3}  # CUDA: compile, cuBLAS heuristics and the allocator settle first

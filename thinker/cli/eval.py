@@ -20,12 +20,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from thinker.cli.options import Device, Storage, TrackingUri, check_writable_file, ready_to_write
+from thinker.cli.options import Device, Storage, TrackingUri
 from thinker.cli.progress import progress_bar
 from thinker.cli.source import Source, open_source
 from thinker.device import configure_torch
 from thinker.exam import EXHAUSTIVE_LIMIT, Exam, breakdowns, exam_size, examine
 from thinker.machine import describe, label
+from thinker.outputs import check_writable_file, ready_to_write
 from thinker.parsing import int_list
 
 SPLITS = {"all": "all", "held_out": "held-out", "train": "train", "long": "longer than training"}

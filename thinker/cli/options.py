@@ -6,10 +6,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -76,49 +73,3 @@ def build_config(base: dict, overrides: dict) -> TrainConfig:
     """A TrainConfig from the task's defaults, a flat dict over them and the options given (None: not given)."""
     values = {**base, **{k: v for k, v in overrides.items() if v is not None}}
     return TrainConfig.for_task(values.pop("task"), **values)
-
-
-def check_writable_dir(path: Path) -> Path:
-    """Fail early, leaving nothing behind, if `path` cannot become a writable directory.
-
-    It makes the missing directories, creates and removes a probe file in the last, then removes
-    what it made. `os.access` would not do: it says yes to root almost everywhere, and tools like
-    this run as root in containers.
-    """
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"output directory {str(path)!r} exists and is not a directory")
-    made: list[Path] = []
-    try:
-        for folder in [*reversed(path.parents), path]:
-            if not folder.exists():
-                folder.mkdir()
-                made.append(folder)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        raise UsageError(f"output directory {str(path)!r} cannot be written ({e.strerror or e})") from None
-    finally:
-        for folder in reversed(made):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-    return path
-
-
-def ready_to_write(path: Path) -> Path:
-    """`path`, with its folder made: the check before the work tried that folder and removed what it made."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def check_writable_file(path: Path, option: str) -> Path:
-    """Fail early if `path` is a directory or cannot be written; an existing file is left as it is."""
-    if path.is_dir():
-        raise UsageError(f"{option} {str(path)!r} is a directory")
-    check_writable_dir(path.parent)
-    if path.exists():
-        try:
-            with open(path, "r+b"):  # opens for writing without truncating
-                pass
-        except OSError as e:
-            raise UsageError(f"{option} {str(path)!r} cannot be written ({e.strerror or e})") from None
-    return path

@@ -13,7 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from thinker.cli.options import Storage, UsageError, check_writable_file, ready_to_write
+from thinker.cli.options import Storage, UsageError
+from thinker.outputs import check_writable_file, ready_to_write
 
 
 def report_command(

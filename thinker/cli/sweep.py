@@ -21,11 +21,11 @@ from thinker.cli.options import (
     UsageError,
     check_choice,
     check_task,
-    check_writable_dir,
 )
 from thinker.cli.progress import stderr
 from thinker.cli.sweep_view import Forecast, watch_trials
 from thinker.device import pick_device
+from thinker.outputs import check_writable_dir
 from thinker.parsing import int_list
 from thinker.sweeps.settings import OBJECTIVES, PRUNERS, SAMPLERS, SweepSettings
 

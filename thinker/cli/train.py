@@ -30,12 +30,12 @@ from thinker.cli.options import (
     UsageError,
     build_config,
     check_task,
-    check_writable_dir,
     parse_task_options,
 )
 from thinker.cli.progress import stderr, training_progress
 from thinker.device import configure_torch, pick_device
 from thinker.errors import one_line
+from thinker.outputs import check_writable_dir
 from thinker.tasks import make_task
 from thinker.training import save_checkpoint, train
 
