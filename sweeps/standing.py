@@ -81,6 +81,12 @@ def standing(study_name: str, storage, parent_run_id: str | None, single_objecti
     return now
 
 
+def expected_finished(now: Standing, target: int) -> int:
+    """How many finished trials the study will hold when this sweep ends: `target`, or more when
+    trials still running as it is reached finish too (they run to their end rather than being lost)."""
+    return max(target, now.finished + len(now.running))
+
+
 def eta_seconds(now: Standing, target: int, workers: int) -> float | None:
     """Seconds until `target` trials have finished: the trials still to start at the mean duration of
     finished ones (complete and pruned counted apart, in their observed shares), plus what the running

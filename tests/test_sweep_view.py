@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from thinker.cli import app
 from thinker.cli.sweep_view import Forecast, duration
-from thinker.sweeps.standing import Ended, Running, Standing, eta_seconds
+from thinker.sweeps.standing import Ended, Running, Standing, eta_seconds, expected_finished
 
 SPACE = Path(__file__).parent / "fixtures" / "tiny_copy.toml"
 LIBRARY_LINES = re.compile(r"INFO mlflow|INFO optuna|Creating initial MLflow|UserWarning|ExperimentalWarning|alembic")
@@ -81,6 +81,15 @@ def test_eta_counts_complete_and_pruned_trials_apart():
     assert eta_seconds(now, target=10, workers=1) == pytest.approx(per_trial * 5 + (per_trial - 30.0))
     assert eta_seconds(now, target=10, workers=2) == pytest.approx((per_trial * 5 + (per_trial - 30.0)) / 2)
     assert eta_seconds(Standing(finished=0, best=None), target=10, workers=1) is None
+
+
+def test_the_bar_counts_to_what_the_study_will_hold():
+    """Trials running when the target is reached run to their end: 48 finished and 4 running of 50 end at 52,
+    and the bar says 52 rather than passing its end at '52/50'."""
+    running = [Running(n, {}, 10, 100, None, None, "cpu", 1.0) for n in range(4)]
+    assert expected_finished(Standing(finished=48, best=None, running=running), target=50) == 52
+    assert expected_finished(Standing(finished=40, best=None, running=running), target=50) == 50
+    assert expected_finished(Standing(finished=73, best=None), target=64) == 73
 
 
 def test_forecast_reports_predicted_against_actual(monkeypatch):

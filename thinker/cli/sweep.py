@@ -107,7 +107,9 @@ def sweep_command(
                      f"(target {s['trials_target']}); raise --trials to add more")
     else:
         best = s.get("best_value")
-        stderr.print(f"{outcome.status}: {s['finished']}/{s['trials_target']} trials finished "
+        over = s["finished"] > s["trials_target"]  # trials still running at the target ran to their end
+        count = f"{s['finished']} (target {s['trials_target']})" if over else f"{s['finished']}/{s['trials_target']}"
+        stderr.print(f"{outcome.status}: {count} trials finished "
                      f"({s['complete']} complete, {s['pruned']} pruned, {s['failed']} failed) in "
                      f"{s['sweep_seconds']:.0f}s; best value {best if best is not None else '-'}"
                      + (f" (trial {s['best_trial']})" if s.get("best_trial") is not None else ""))

@@ -87,7 +87,7 @@ class Forecast:
 def watch_trials(started, log_file: Path | None, forecast: Forecast):
     """The live view for `run_sweep(watch=...)`; notes its first ETA in `forecast` for the summary."""
     from thinker.sweeps.logs import start_log_file  # noqa: PLC0415
-    from thinker.sweeps.standing import eta_seconds, standing  # noqa: PLC0415 - Optuna
+    from thinker.sweeps.standing import eta_seconds, expected_finished, standing  # noqa: PLC0415 - Optuna
     from thinker.sweeps.storage import open_storage, redact  # noqa: PLC0415
 
     settings = started.settings
@@ -117,12 +117,13 @@ def watch_trials(started, log_file: Path | None, forecast: Forecast):
         forecast.note(eta)
         best = f"{now.best[0]:.4g} (#{now.best[1]})" if now.best else "-"
         status = f"best {best}  running {len(now.running)}  ETA {duration(eta)}"
+        total = expected_finished(now, settings.trials)
         for ended in now.ended:
             if ended.number not in reported:
                 reported.add(ended.number)
                 stderr.print(record(ended))
         if stderr.is_terminal:
-            overall.update(overall_id, completed=now.finished, extra=status)
+            overall.update(overall_id, completed=now.finished, total=total, extra=status)
             running = {r.number: r for r in now.running}
             for number in [n for n in shown if n not in running]:
                 trials.remove_task(shown.pop(number))
@@ -136,7 +137,7 @@ def watch_trials(started, log_file: Path | None, forecast: Forecast):
                 trials.update(shown[r.number], completed=r.samples, total=r.budget or 1, extra=extra)
         elif time.monotonic() - last_plain[0] >= PLAIN_SECONDS:
             last_plain[0] = time.monotonic()
-            stderr.print(f"sweep {settings.study!r}: {now.finished}/{settings.trials} finished, {status}")
+            stderr.print(f"sweep {settings.study!r}: {now.finished}/{total} finished, {status}")
 
     view = Live(Group(overall, trials), console=stderr, refresh_per_second=4, transient=True) \
         if stderr.is_terminal else contextlib.nullcontext()
