@@ -140,11 +140,11 @@ def draw_importances(ax, ranked: dict[str, float]) -> None:
     ax.set_title("what mattered", fontsize=10)
 
 
-def render(study: optuna.Study) -> bytes:
-    """The study's picture as PNG bytes."""
+def render(study: optuna.Study, ranked: dict[str, float] | None = None) -> bytes:
+    """The study's picture as PNG bytes (`ranked`: the importances, when the caller has them already)."""
     plt = pyplot()
 
-    ranked = importances(study)
+    ranked = importances(study) if ranked is None else ranked
     fig, axes = plt.subplots(1, 3 if ranked else 2, figsize=(15 if ranked else 10.5, 4.2),
                              gridspec_kw={"width_ratios": [1.3, 1, 0.8] if ranked else [1.3, 1]})
     draw_curves(axes[0], study)

@@ -73,9 +73,9 @@ def render_plots(study: optuna.Study, settings: SweepSettings) -> dict[str, str 
     if multi:
         plots = {"pareto_front": visualization.plot_pareto_front,
                  "parallel_coordinate": visualization.plot_parallel_coordinate}
-    files = {}
+    files, ranked = {}, importances(study)
     for name, plot in plots.items():
-        if name == "importances" and not importances(study):
+        if name == "importances" and not ranked:
             continue  # too little to tell: Optuna would draw equal bars
         try:
             kwargs = {}
@@ -86,5 +86,5 @@ def render_plots(study: optuna.Study, settings: SweepSettings) -> dict[str, str 
             continue
         files[f"{name}.html"] = figure.to_html(include_plotlyjs="cdn")
     if study.trials:
-        files["study.png"] = study_png(study)
+        files["study.png"] = study_png(study, ranked)
     return files
