@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -38,11 +39,12 @@ def mlflow_server(tmp_path_factory):
     """`mlflow server` on loopback with a SQLite backend and served artifacts."""
     root = tmp_path_factory.mktemp("mlflow")
     port = free_port()
+    log = open(root / "server.log", "w")  # noqa: SIM115 - open while the server runs
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts"),
          "--workers", "1"],
-        cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"))
+        cwd=root, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -53,10 +55,22 @@ def mlflow_server(tmp_path_factory):
             time.sleep(0.5)
     else:
         proc.kill()
+        log.close()
         pytest.fail("mlflow server did not start: " + (root / "server.log").read_text()[-2000:])
     yield url
     proc.terminate()
     proc.wait(timeout=30)
+    log.close()
+
+
+@contextmanager
+def postgres():
+    """One storage for the test's reads, its connections closed after (not left for the garbage collector)."""
+    storage = optuna.storages.RDBStorage(PG)
+    try:
+        yield storage
+    finally:
+        storage.engine.dispose()
 
 
 def slow_space(tmp_path: Path) -> Path:
@@ -79,15 +93,16 @@ def worker(study: str, trials: int, space: Path, tracking: str, cwd: Path) -> su
 
 def wait_for_running_trial(study: str, pid: int, timeout: float = 90) -> None:
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            s = optuna.load_study(study_name=study, storage=PG)
-            if any(t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{pid}")
-                   for t in s.trials):
-                return
-        except KeyError:  # the study does not exist yet
-            pass
-        time.sleep(0.3)
+    with postgres() as storage:
+        while time.time() < deadline:
+            try:
+                s = optuna.load_study(study_name=study, storage=storage)
+                if any(t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{pid}")
+                       for t in s.trials):
+                    return
+            except KeyError:  # the study does not exist yet
+                pass
+            time.sleep(0.3)
     pytest.fail(f"worker {pid} never started a trial")
 
 
@@ -111,8 +126,8 @@ def test_two_workers_one_killed_then_a_fresh_one(mlflow_server, tmp_path):
     outputs = [p.communicate(timeout=240) for p in (b, c)]
     assert b.returncode == 0 and c.returncode == 0, outputs
 
-    study = optuna.load_study(study_name=study_name, storage=PG)
-    trials = study.trials
+    with postgres() as storage:
+        trials = optuna.load_study(study_name=study_name, storage=storage).trials
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert n <= len(complete) <= n + 2  # overshoot: at most the trials in flight at the end
     assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
