@@ -45,8 +45,15 @@ def worktree(ref: str):
 
 
 def commit_of(source: Path) -> str | None:
-    """The checkout's short commit, with "+changes" when its tracked files differ from it."""
-    head = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
+    """The checkout's short commit, with "+changes" when its tracked files differ from it; None where that
+    cannot be told (no git on the machine, or a copy of the files without their history)."""
+    try:
+        head = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True)
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
     return (head.stdout.strip() + ("+changes" if dirty else "")) or None

@@ -5,6 +5,7 @@
     python -m thinker.bench.sweep --json bench/results/sweep-cpu.json
     python -m thinker.bench.sweep --parts default --against 9641b74   # this checkout vs an earlier commit
     python -m thinker.bench.sweep --parts default --timeout 420       # no trial starts after 7 minutes
+    python -m thinker.bench.sweep --parts default --timeout 300 --deadline 420  # and stopped after 7
 
 Parts:
 - `default`: `thinker sweep addition --trials N` with every default (device auto, trials per device
@@ -31,7 +32,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,8 +42,9 @@ from rich.console import Console
 from rich.table import Table
 
 from thinker.bench.args import BenchParser, fail, writable
-from thinker.bench.checkouts import ROOT, commit_of, run_from, worktree
+from thinker.bench.checkouts import ROOT, commit_of, worktree
 from thinker.bench.measure import usage_monitor
+from thinker.bench.runs import sweep
 from thinker.device import DeviceError, pick_device
 from thinker.machine import describe, label
 from thinker.outputs import ready_to_write
@@ -52,63 +53,17 @@ from thinker.training import TrainConfig, train
 console = Console(stderr=True)
 
 
-def sweep(args: list[str], source: Path | None = None, monitor=None, plot: Path | None = None) -> dict:
-    """Run `thinker sweep ...` from the checkout `source` (this one by default) in a fresh directory;
-    its JSON summary, the wall time and, given a monitor, the machine's use while it ran; given `plot`,
-    the study's picture (`thinker report --plot`) is written there before the directory goes."""
-    with tempfile.TemporaryDirectory() as tmp:
-        if monitor is not None:
-            monitor.start()
-        started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-S", "-m", "thinker", "sweep", *args], cwd=tmp, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=run_from(source or ROOT))
-        try:
-            stdout, stderr = proc.communicate()
-        except KeyboardInterrupt:
-            stop(proc)
-            raise
-        wall = time.perf_counter() - started
-        usage = monitor.stop() if monitor is not None else {}
-        if proc.returncode != 0:
-            raise RuntimeError(f"thinker sweep {' '.join(args)} failed: {stderr.strip().splitlines()[-1:]}")
-        summary = json.loads(stdout.strip().splitlines()[-1])
-        if plot is not None:
-            from thinker.sweeps.plots import save  # noqa: PLC0415 - Optuna and matplotlib, for the sweep parts only
-            from thinker.sweeps.report import open_study  # noqa: PLC0415
-
-            save(open_study(summary["study"], f"sqlite:///{tmp}/optuna.db"), plot)
-    summary["locked"] = "database is locked" in stderr
-    summary["wall_seconds"] = round(wall, 1)
-    summary["usage"] = {k: round(usage[k], 1) for k in USAGE if usage.get(k) is not None}
-    return summary
-
-
-def stop(proc: subprocess.Popen, grace: float = 5.0, patience: float = 60.0) -> None:
-    """End a sweep this bench started, as gently as it allows: a Ctrl-C at a terminal reached it too, so
-    give it `grace` seconds; then SIGTERM (the sweep ends its trials and workers); then kill it."""
-    for send, wait in ((None, grace), (proc.terminate, patience), (proc.kill, None)):
-        if send is not None:
-            send()
-        try:
-            proc.communicate(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def terminated(signum, frame) -> None:
     """SIGTERM: unwind as Ctrl-C does, so the sweep is stopped and a temporary worktree removed."""
     raise KeyboardInterrupt
 
 
-USAGE = ("gpu_util", "sm_activity", "sm_occupancy", "nvml_memory_mb", "power_w", "system_cpu_percent")
-
-
 def default_part(task: str, trials: int, device: str, runs_on: torch.device, against: str | None,
-                 timeout: float | None = None, pictures: Path | None = None) -> dict:
+                 timeout: float | None = None, pictures: Path | None = None, deadline: float | None = None) -> dict:
     """The default sweep as a user runs it (`--device device`, which picks `runs_on`), from this checkout
-    and optionally from `against` first; with `timeout`, no trial starts after that many seconds. With
-    `pictures` (a path), each sweep's study is drawn beside it as STEM-COMMIT.png."""
+    and optionally from `against` first; with `timeout`, no trial starts after that many seconds; with
+    `deadline`, each sweep is stopped (as by Ctrl-C) after that many. With `pictures` (a path), each
+    sweep's study is drawn beside it as STEM-COMMIT.png."""
     args = [task, "--trials", str(trials)] + ([] if device == "auto" else ["--device", device])
     args += [] if timeout is None else ["--timeout", f"{timeout:g}"]
     sources: list[tuple[str, contextlib.AbstractContextManager]] = []
@@ -121,11 +76,12 @@ def default_part(task: str, trials: int, device: str, runs_on: torch.device, aga
             commit = commit_of(source)
             console.print(f"default: {results['command']} at {commit} ...")
             # a sweep takes minutes: one reading a second is plenty
-            plot = pictures.with_name(f"{pictures.stem}-{commit}.png") if pictures else None
-            s = sweep(args, source=source, monitor=usage_monitor(runs_on, interval=1.0), plot=plot)
+            plot = pictures.with_name(f"{pictures.stem}-{commit or 'checkout'}.png") if pictures else None
+            s = sweep(args, source=source, monitor=usage_monitor(runs_on, interval=1.0), plot=plot, deadline=deadline)
         results[name] = {"commit": commit, "trials_per_hour": round(s["finished"] / s["wall_seconds"] * 3600, 1),
-                         **{k: s.get(k) for k in ("wall_seconds", "finished", "complete", "pruned", "failed",
-                                                  "samples_total", "best_value", "best_exact_match", "usage")}}
+                         **{k: s.get(k) for k in ("status", "stopped_at_deadline", "wall_seconds", "finished",
+                                                  "complete", "pruned", "failed", "samples_total", "best_value",
+                                                  "best_exact_match", "usage")}}
         if plot is not None:
             results[name]["plot"] = plot.name
         console.print(f"  {results[name]}")
@@ -206,7 +162,8 @@ def table(report: dict) -> Table:
             if name in d:
                 r, use = d[name], d[name]["usage"]
                 where = f"{d['command']} at {r['commit']}"
-                t.add_row(f"{where}: wall time", f"{r['wall_seconds'] / 60:.1f} min", "")
+                cut = " (stopped at --deadline)" if r.get("stopped_at_deadline") else ""
+                t.add_row(f"{where}: wall time", f"{r['wall_seconds'] / 60:.1f} min{cut}", "")
                 t.add_row("  trials per hour", f"{r['trials_per_hour']}", f"{r['finished']} finished, "
                           f"{r['complete']} complete, {r['pruned']} pruned, {r['failed']} failed")
                 t.add_row("  best exact match", f"{r['best_exact_match']}", "≥ 0.999")
@@ -259,6 +216,9 @@ def run(argv: list[str] | None) -> None:
     parser.add_argument("--against", metavar="REF", help="`default` part: also run the sweep at this git commit")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="`default` part: start no trial after this long (the sweep's --timeout)")
+    parser.add_argument("--deadline", type=float, metavar="SECONDS",
+                        help="`default` part: stop each sweep after this long, as Ctrl-C does, and report what it "
+                             "finished")
     parser.add_argument("--json", help="also write the JSON report to this file (and, with the `default` "
                                        "part, each sweep's study picture beside it: STEM-COMMIT.png)")
     args = parser.parse_args(argv)
@@ -268,8 +228,9 @@ def run(argv: list[str] | None) -> None:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     if args.against and "default" not in parts:
         parser.error("--against compares the `default` part: add it to --parts")
-    if args.timeout is not None and args.timeout <= 0:
-        parser.error(f"--timeout must be positive, got {args.timeout:g}")
+    for option in ("timeout", "deadline"):
+        if getattr(args, option) is not None and getattr(args, option) <= 0:
+            parser.error(f"--{option} must be positive, got {getattr(args, option):g}")
     try:
         device, _ = pick_device(args.device)  # what the sweeps will run on, or a one-line error
     except DeviceError as e:
@@ -281,7 +242,7 @@ def run(argv: list[str] | None) -> None:
                     "trials": args.trials}
     if "default" in parts:
         report["default"] = default_part(args.task, args.trials, args.device, device, args.against, args.timeout,
-                                         pictures=Path(args.json) if args.json else None)
+                                         pictures=Path(args.json) if args.json else None, deadline=args.deadline)
     if "overhead" in parts:
         report["overhead"] = overhead_part(repeats=3, max_samples=40_000)
     if "workers" in parts:

@@ -400,16 +400,17 @@ def test_gpu_script_runs_the_parts_asked_for_in_order(tmp_path):
     ran = (tmp_path / "ran.txt").read_text().splitlines()
     assert [line.split()[:2] for line in ran] == [["-m", "pytest"], ["-m", "thinker"], ["-m", "thinker"],
                                                   ["-c", "import"], ["-m", "thinker.bench.sweep"]]
+    assert "--variants eager,tf32,bf16,fused,graph,matmul --json" in ran[1]  # no cold torch.compile build
     assert "--variants eager,matmul --batch-size 4096 --batch-sizes none --profile" in ran[2]
     assert "--timeout" not in ran[4]
     assert (out / "nvidia-smi.txt").read_text() == "NVIDIA H200\n"
 
     (tmp_path / "ran.txt").unlink()
     proc = subprocess.run(["bash", str(script), str(out), "sweep,tests"], capture_output=True, text=True,
-                          env={**env, "SWEEP_TIMEOUT": "420"})
+                          env={**env, "SWEEP_TIMEOUT": "240", "SWEEP_DEADLINE": "330"})
     ran = (tmp_path / "ran.txt").read_text().splitlines()
     assert proc.returncode == 0 and [line.split()[1] for line in ran] == ["pytest", "import", "thinker.bench.sweep"]
-    assert ran[-1].endswith(f"--json {out}/sweep-default-cuda.json --timeout 420")
+    assert ran[-1].endswith(f"--json {out}/sweep-default-cuda.json --timeout 240 --deadline 330")
 
     proc = subprocess.run(["bash", str(script), str(out), "tests,turbo"], capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and proc.stderr.strip() == "bench/gpu.sh: unknown part 'turbo'"
@@ -448,10 +449,34 @@ def test_benchmarks_refuse_an_unwritable_output_before_the_work(script, args, tm
 
 
 def test_sweep_bench_draws_the_study_before_its_directory_goes(tmp_path):
-    from thinker.bench.sweep import sweep  # noqa: PLC0415 - imports Optuna's side of the bench
+    from thinker.bench.runs import sweep  # noqa: PLC0415 - imports Optuna's side of the bench
 
     space = Path(__file__).resolve().parent / "fixtures" / "tiny_copy.toml"
     summary = sweep(["copy", "--space", str(space), "--trials", "2", "--device", "cpu", "--jobs", "1"],
                     plot=tmp_path / "study.png")
     assert summary["finished"] == 2
     assert (tmp_path / "study.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_sweep_past_its_deadline_is_stopped_and_still_reported(tmp_path):
+    """On a machine lent for minutes, a cut sweep's figures beat none: stopped as Ctrl-C stops it, summary kept."""
+    from thinker.bench.runs import sweep  # noqa: PLC0415
+
+    slow = tmp_path / "slow.toml"
+    space = Path(__file__).resolve().parent / "fixtures" / "tiny_copy.toml"
+    slow.write_text(space.read_text().replace("target = 1.0", "target = 2.0").replace("6144", "400000"))
+    started = time.monotonic()
+    summary = sweep(["copy", "--space", str(slow), "--trials", "50", "--device", "cpu", "--jobs", "1",
+                     "--pruner", "none"], deadline=12)
+    assert summary["status"] == "interrupted" and summary["stopped_at_deadline"] is True
+    assert 12 <= summary["wall_seconds"] < 12 + 60 and time.monotonic() - started < 12 + 60
+    assert summary["finished"] < 50 and summary["parent_run_id"]
+
+
+def test_the_commit_is_unknown_rather_than_a_crash_without_git(tmp_path, monkeypatch):
+    """A GPU box may have the files but neither git nor the history: the sweep bench still runs."""
+    from thinker.bench.checkouts import commit_of  # noqa: PLC0415
+
+    assert commit_of(tmp_path) is None  # a folder that is no checkout
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git to be found
+    assert commit_of(Path(__file__).resolve().parent.parent) is None

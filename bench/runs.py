@@ -1,0 +1,77 @@
+"""One `thinker sweep` as a user runs it, in a fresh directory with the default stores, measured.
+
+    summary = sweep(["addition", "--trials", "50"], monitor=usage_monitor(device), deadline=420)
+    summary["wall_seconds"], summary["finished"], summary["usage"]["gpu_util"]
+
+With a `deadline` the sweep is stopped after that many seconds as Ctrl-C stops it (the running trials
+end at their next log, the study and its runs are closed), and what it finished is still reported, as
+`status: interrupted` with `stopped_at_deadline`: on a machine lent for a few minutes, figures from a
+cut sweep beat none from a killed one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from thinker.bench.checkouts import ROOT, run_from
+
+USAGE = ("gpu_util", "sm_activity", "sm_occupancy", "nvml_memory_mb", "power_w", "system_cpu_percent")
+PATIENCE = 60.0  # seconds a stopped sweep gets to close its trials and runs before it is killed
+
+
+def sweep(args: list[str], source: Path | None = None, monitor=None, plot: Path | None = None,
+          deadline: float | None = None) -> dict:
+    """Run `thinker sweep ...` from the checkout `source` (this one by default) in a fresh directory;
+    its JSON summary, the wall time and, given a monitor, the machine's use while it ran; given `plot`,
+    the study's picture (`thinker report --plot`) is written there before the directory goes; given
+    `deadline`, the sweep is stopped after that many seconds and reports what it finished."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if monitor is not None:
+            monitor.start()
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-S", "-m", "thinker", "sweep", *args], cwd=tmp, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=run_from(source or ROOT))
+        cut = False
+        try:
+            try:
+                stdout, stderr = proc.communicate(timeout=deadline)
+            except subprocess.TimeoutExpired:
+                cut = True
+                proc.terminate()  # as Ctrl-C: the sweep ends its trials and runs, prints its summary, exits 130
+                stdout, stderr = proc.communicate(timeout=PATIENCE)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            stop(proc)
+            raise
+        wall = time.perf_counter() - started
+        usage = monitor.stop() if monitor is not None else {}
+        if proc.returncode != 0 and not (cut and proc.returncode == 130):
+            raise RuntimeError(f"thinker sweep {' '.join(args)} failed: {stderr.strip().splitlines()[-1:]}")
+        summary = json.loads(stdout.strip().splitlines()[-1])
+        if plot is not None:
+            from thinker.sweeps.plots import save  # noqa: PLC0415 - Optuna and matplotlib, for the sweep parts only
+            from thinker.sweeps.report import open_study  # noqa: PLC0415
+
+            save(open_study(summary["study"], f"sqlite:///{tmp}/optuna.db"), plot)
+    summary["stopped_at_deadline"] = cut
+    summary["locked"] = "database is locked" in stderr
+    summary["wall_seconds"] = round(wall, 1)
+    summary["usage"] = {k: round(usage[k], 1) for k in USAGE if usage.get(k) is not None}
+    return summary
+
+
+def stop(proc: subprocess.Popen, grace: float = 5.0, patience: float = PATIENCE) -> None:
+    """End a sweep this bench started, as gently as it allows: a Ctrl-C at a terminal reached it too, so
+    give it `grace` seconds; then SIGTERM (the sweep ends its trials and workers); then kill it."""
+    for send, wait in ((None, grace), (proc.terminate, patience), (proc.kill, None)):
+        if send is not None:
+            send()
+        try:
+            proc.communicate(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
