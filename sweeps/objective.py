@@ -15,7 +15,7 @@ import time
 import optuna
 import torch
 
-from thinker.device import configure_torch, release_memory
+from thinker.device import configure_torch, device_lost, release_memory
 from thinker.errors import one_line
 from thinker.sweeps.interrupt import Interrupt, StopOnInterrupt
 from thinker.sweeps.settings import SweepSettings
@@ -139,10 +139,15 @@ class Objective:
             trial.set_user_attr("fail_reason", "interrupted")
             raise
         except BaseException as e:
-            reason = failure_reason(e)
-            release_memory()
+            reason, lost = failure_reason(e), device_lost(e)
+            if lost:  # every later trial here would fail at once, each a failed run, up to the failure guard
+                reason += "; the device is unusable in this process: its worker stops"
             trial.set_user_attr("fail_reason", reason)
             run.finish("FAIL", reason)
+            if lost:
+                trial.study.stop()
+            else:
+                release_memory()
             raise
         values = trial_values(s.objective, result, cfg.max_samples)
         if not multi and result.stop_reason == "target":

@@ -36,6 +36,17 @@ def error(at: int, kind: type[BaseException] = RuntimeError):
     return hook
 
 
+def device_crash(at: int):
+    """From `at` samples, fail as a step does after a kernel wrote out of bounds: CUDA's context is then lost."""
+
+    def hook(samples: int, loss: torch.Tensor) -> torch.Tensor:
+        if samples >= at:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered (injected)")
+        return loss
+
+    return hook
+
+
 def inject(monkeypatch, hooks: dict) -> None:
     """Make the n-th training run in this process (0, 1, ...) use `hooks[n]`: trial n of a one-worker sweep."""
     import thinker.sweeps.objective as objective

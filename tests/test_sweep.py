@@ -3,13 +3,14 @@
 Every test runs in its own empty directory, with the default stores (optuna.db, mlflow.db) there.
 """
 
+import json
 import os
 from pathlib import Path
 
 import optuna
 import pytest
 
-from tests.faults import diverge, error, inject, nan_once
+from tests.faults import device_crash, diverge, error, inject, nan_once
 from tests.sweep_support import SPACE, finished, in_tmp, last_json, runner, runs, study, sweep  # noqa: F401
 from thinker.cli import app
 
@@ -95,6 +96,18 @@ def test_failures_are_recorded_and_the_sweep_goes_on(monkeypatch):
     failed = [c for c in children if c.data.tags["state"] == "FAIL"]
     assert len(failed) == 2 and all(c.info.status == "FAILED" for c in failed)
     assert all("fail_reason" in c.data.tags for c in failed)
+
+
+def test_a_lost_device_stops_its_worker_instead_of_failing_every_trial(monkeypatch):
+    """After a sticky CUDA error every later trial in that process fails at once: the worker stops after the
+    first rather than piling up failed trials and runs until its failure guard gives up."""
+    inject(monkeypatch, {0: device_crash(512)})
+    result = sweep("--trials", "4", "--pruner", "none")
+    trials = study().trials
+    assert [t.state.name for t in trials] == ["FAIL"], result.output
+    assert "illegal memory access" in trials[0].user_attrs["fail_reason"]
+    assert "device is unusable" in trials[0].user_attrs["fail_reason"]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["status"] == "stopped"
 
 
 def test_nan_once_recovers_inside_the_trial(monkeypatch):

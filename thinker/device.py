@@ -77,3 +77,22 @@ def release_memory(device: torch.device | None = None) -> None:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def device_lost(error: BaseException) -> bool:
+    """Whether `error` left this process's CUDA context unusable: after an illegal address, a failed
+    launch or an ECC error every later CUDA call fails too. Running out of memory is not such an
+    error (a smaller run still fits), nor is any error that did not come from CUDA.
+
+    >>> device_lost(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    True
+    >>> device_lost(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    False
+    """
+    text = str(error)
+    if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text:
+        return False
+    accelerator_error = getattr(torch, "AcceleratorError", None)  # torch 2.8 and later
+    if accelerator_error is not None and isinstance(error, accelerator_error):
+        return True
+    return isinstance(error, RuntimeError) and "CUDA error" in text
