@@ -275,12 +275,18 @@ def test_steady_state_gpu_steps_never_synchronise(cuda_graph):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_graph_steps_train_like_eager_steps():
-    """200 steps replayed as CUDA graphs give the eager steps' losses: same data, schedule and updates."""
+    """200 steps replayed as CUDA graphs give the eager steps' losses: same data, schedule and updates.
+
+    Some backward kernels add with atomics, so the two runs part by float rounding that training then
+    amplifies: the first 40 steps (the warm-up's changing learning rate, the capture, fresh batches) must
+    agree to fp32 noise, all 200 to within 2%; a graph bug (a stale batch or learning rate, a lost
+    update) is off by far more, within a few steps."""
     graphed, eager = cuda_steps(True, warmup_samples=2048), cuda_steps(False, warmup_samples=2048)
     first, second = torch.stack([graphed() for _ in range(200)]), torch.stack([eager() for _ in range(200)])
     assert graphed.graphs is not None, graphed.graph_error
-    torch.testing.assert_close(first, second, rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(graphed.average.flat, eager.average.flat, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(first[:40], second[:40], rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(first, second, rtol=2e-2, atol=1e-3)
+    torch.testing.assert_close(graphed.average.flat, eager.average.flat, rtol=2e-2, atol=1e-3)
 
 
 @pytest.mark.gpu
