@@ -24,6 +24,7 @@ def summarize(study: optuna.Study, settings: SweepSettings, parent_id: str | Non
         "study": settings.study, "task": settings.task, "objective": settings.objective,
         "trials_target": settings.trials, "finished": sum(s in FINISHED for s in names),
         "complete": names.count("COMPLETE"), "pruned": names.count("PRUNED"), "failed": names.count("FAIL"),
+        "interrupted": sum(t.state.name == "FAIL" and t.user_attrs.get("fail_reason") == "interrupted" for t in trials),
         "samples_total": sum(int(t.user_attrs.get("samples", 0)) for t in trials),
         "sweep_seconds": round(seconds, 2), "storage": redact(settings.storage),
         "tracking_uri": redact(settings.tracking_uri), "parent_run_id": parent_id,
@@ -45,7 +46,7 @@ def summarize(study: optuna.Study, settings: SweepSettings, parent_id: str | Non
 def finish_parent(tracker: Tracker, study: optuna.Study, settings: SweepSettings, parent_id: str, summary: dict,
                   status: str) -> None:
     """Summary metrics, Optuna's plots and the best trial's checkpoint on the parent run, then end it."""
-    metrics = {k: summary[k] for k in ("finished", "complete", "pruned", "failed", "samples_total",
+    metrics = {k: summary[k] for k in ("finished", "complete", "pruned", "failed", "interrupted", "samples_total",
                                        "sweep_seconds") if k in summary}
     if summary.get("best_value") is not None:
         metrics["best_value"] = summary["best_value"]

@@ -55,7 +55,9 @@ def test_a_signal_mid_trial_leaves_no_running_run_and_the_next_invocation_resume
         proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "rerun the same command to resume" in err
-    assert json.loads(out.strip().splitlines()[-1])["status"] == "interrupted"
+    assert "1 failed (1 of them interrupted)" in err
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert doc["status"] == "interrupted" and doc["failed"] == doc["interrupted"] == 1
     _, parents, children = runs()
     assert [p.info.status for p in parents] == ["KILLED"]
     assert [c.info.status for c in children] == ["KILLED"]

@@ -110,7 +110,7 @@ def sweep_command(
         over = s["finished"] > s["trials_target"]  # trials still running at the target ran to their end
         count = f"{s['finished']} (target {s['trials_target']})" if over else f"{s['finished']}/{s['trials_target']}"
         stderr.print(f"{outcome.status}: {count} trials finished "
-                     f"({s['complete']} complete, {s['pruned']} pruned, {s['failed']} failed) in "
+                     f"({s['complete']} complete, {s['pruned']} pruned, {failed(s)}) in "
                      f"{s['sweep_seconds']:.0f}s; best value {best if best is not None else '-'}"
                      + (f" (trial {s['best_trial']})" if s.get("best_trial") is not None else ""))
     if forecast.summary():
@@ -122,6 +122,12 @@ def sweep_command(
     if outcome.status == "interrupted":
         stderr.print("interrupted: rerun the same command to resume the study")
         raise typer.Exit(130)
+
+
+def failed(summary: dict) -> str:
+    """'3 failed', or '3 failed (2 of them interrupted)': a trial stopped by Ctrl-C is recorded as failed."""
+    cut = summary.get("interrupted") or 0
+    return f"{summary['failed']} failed" + (f" ({cut} of them interrupted)" if cut else "")
 
 
 def place_workers(device, gpus: list[int], per_device: str, jobs: int | None):
