@@ -17,19 +17,30 @@
 #                                 utilisation and SM activity while it ran (needs optuna and mlflow);
 #                                 SWEEP_TIMEOUT=SECONDS stops starting trials after that long,
 #                                 SWEEP_DEADLINE=SECONDS stops the sweep (as Ctrl-C) and reports what finished
-# nvidia-smi.txt says which machine it was. PYTHON: the interpreter [default: python3].
+# nvidia-smi.txt says which machine it was. PYTHON: the interpreter [default: python3]. WHEELS=DIR: wheels
+# to install first (into a temporary folder put on PYTHONPATH), for a machine with no package index:
+# `bash bench/gpu-wheels.sh DIR` downloads the sweep stack's.
 set -u
 out=${1:?usage: bash bench/gpu.sh OUT_DIR [tests,bench,profile,sweep]}
 parts=",${2:-tests,bench,profile,sweep},"
 for part in ${parts//,/ }; do
     case $part in tests|bench|profile|sweep) ;; *) echo "bench/gpu.sh: unknown part '$part'" >&2; exit 2 ;; esac
 done
-mkdir -p "$out"
+mkdir -p "$out" && out=$(cd "$out" && pwd) || exit 2  # absolute: the parts run from the checkout's root
+if [[ -n ${WHEELS:-} ]]; then
+    wheels=$(cd "$WHEELS" 2> /dev/null && pwd) || { echo "bench/gpu.sh: WHEELS: no folder $WHEELS" >&2; exit 2; }
+fi
 cd "$(dirname "$0")/.." || exit 2
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 status=0
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || { echo "bench/gpu.sh: nvidia-smi failed: no GPU here?" >&2; exit 2; }
+if [[ -n ${WHEELS:-} ]]; then
+    site=$(mktemp -d)
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$wheels"/*.whl \
+        || { echo "bench/gpu.sh: cannot install the wheels in $WHEELS" >&2; exit 2; }
+    export PYTHONPATH=$PYTHONPATH:$site
+fi
 if [[ $parts == *,tests,* ]]; then
     "$py" -m pytest -m gpu -q -p no:cacheprovider tests > "$out/gpu-tests.txt" 2>&1 || status=1
     tail -n 1 "$out/gpu-tests.txt"

@@ -74,14 +74,14 @@ def default_part(task: str, trials: int, device: str, runs_on: torch.device, aga
     for name, checkout in sources:
         with checkout as source:
             commit = commit_of(source)
-            console.print(f"default: {results['command']} at {commit} ...")
+            console.print(f"default: {results['command']} at {commit or 'an unknown commit'} ...")
             # a sweep takes minutes: one reading a second is plenty
             plot = pictures.with_name(f"{pictures.stem}-{commit or 'checkout'}.png") if pictures else None
             s = sweep(args, source=source, monitor=usage_monitor(runs_on, interval=1.0), plot=plot, deadline=deadline)
         results[name] = {"commit": commit, "trials_per_hour": round(s["finished"] / s["wall_seconds"] * 3600, 1),
                          **{k: s.get(k) for k in ("status", "stopped_at_deadline", "wall_seconds", "finished",
-                                                  "complete", "pruned", "failed", "samples_total", "best_value",
-                                                  "best_exact_match", "usage")}}
+                                                  "complete", "pruned", "failed", "interrupted", "samples_total",
+                                                  "best_value", "best_exact_match", "usage")}}
         if plot is not None:
             results[name]["plot"] = plot.name
         console.print(f"  {results[name]}")
@@ -161,11 +161,12 @@ def table(report: dict) -> Table:
         for name in ("against", "this"):
             if name in d:
                 r, use = d[name], d[name]["usage"]
-                where = f"{d['command']} at {r['commit']}"
+                where = f"{d['command']} at {r['commit'] or 'an unknown commit'}"
                 cut = " (stopped at --deadline)" if r.get("stopped_at_deadline") else ""
                 t.add_row(f"{where}: wall time", f"{r['wall_seconds'] / 60:.1f} min{cut}", "")
                 t.add_row("  trials per hour", f"{r['trials_per_hour']}", f"{r['finished']} finished, "
-                          f"{r['complete']} complete, {r['pruned']} pruned, {r['failed']} failed")
+                          f"{r['complete']} complete, {r['pruned']} pruned, {r['failed']} failed"
+                          + (f" ({r['interrupted']} of them interrupted)" if r.get("interrupted") else ""))
                 t.add_row("  best exact match", f"{r['best_exact_match']}", "≥ 0.999")
                 busy = " · ".join(f"{k} {v}" for k, v in use.items() if k.endswith(("percent", "util", "activity")))
                 t.add_row("  machine use while it ran", busy or "-", "")

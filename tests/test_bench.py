@@ -416,6 +416,27 @@ def test_gpu_script_runs_the_parts_asked_for_in_order(tmp_path):
     assert proc.returncode == 2 and proc.stderr.strip() == "bench/gpu.sh: unknown part 'turbo'"
 
 
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the script is bash")
+def test_gpu_script_installs_carried_wheels_first_and_takes_relative_paths(tmp_path):
+    """On a machine with no package index: WHEELS=DIR installs them before the parts; OUT and DIR may be
+    relative to where it is started, though the parts run from the checkout's root."""
+    script = Path(__file__).resolve().parent.parent / "bench" / "gpu.sh"
+    env = fake_gpu_machine(tmp_path)
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "wheels" / "optuna-5.0.0-py3-none-any.whl").write_text("")
+    proc = subprocess.run(["bash", str(script), "out", "tests"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**env, "WHEELS": "wheels"})
+    assert proc.returncode == 0, proc.stderr
+    ran = (tmp_path / "ran.txt").read_text().splitlines()
+    assert ran[0].startswith("-m pip install -q --no-index --no-deps") and ran[1].startswith("-m pytest -m gpu")
+    assert ran[0].endswith(f"{tmp_path}/wheels/optuna-5.0.0-py3-none-any.whl")
+    assert (tmp_path / "out" / "nvidia-smi.txt").is_file() and (tmp_path / "out" / "gpu-tests.txt").is_file()
+
+    proc = subprocess.run(["bash", str(script), "out", "tests"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**env, "WHEELS": "nowhere"})
+    assert proc.returncode == 2 and proc.stderr.strip() == "bench/gpu.sh: WHEELS: no folder nowhere"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--timeout", "0"], "bench: error: --timeout must be positive, got 0"),
     (["--against", "no-such-commit"], "bench: error: cannot check out 'no-such-commit'"),
@@ -470,7 +491,7 @@ def test_a_sweep_past_its_deadline_is_stopped_and_still_reported(tmp_path):
                      "--pruner", "none"], deadline=12)
     assert summary["status"] == "interrupted" and summary["stopped_at_deadline"] is True
     assert 12 <= summary["wall_seconds"] < 12 + 60 and time.monotonic() - started < 12 + 60
-    assert summary["finished"] < 50 and summary["parent_run_id"]
+    assert summary["finished"] < 50 and summary["parent_run_id"] and summary["failed"] == summary["interrupted"] >= 1
 
 
 def test_the_commit_is_unknown_rather_than_a_crash_without_git(tmp_path, monkeypatch):
