@@ -491,7 +491,7 @@ def test_a_sweep_past_its_deadline_is_stopped_and_still_reported(tmp_path):
                      "--pruner", "none"], deadline=12)
     assert summary["status"] == "interrupted" and summary["stopped_at_deadline"] is True
     assert 12 <= summary["wall_seconds"] < 12 + 60 and time.monotonic() - started < 12 + 60
-    assert summary["finished"] < 50 and summary["parent_run_id"] and summary["failed"] == summary["interrupted"] >= 1
+    assert summary["finished"] < 50 and summary["parent_run_id"] and summary["failed"] == summary["interrupted"]
 
 
 def test_the_commit_is_unknown_rather_than_a_crash_without_git(tmp_path, monkeypatch):
