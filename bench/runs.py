@@ -5,7 +5,7 @@
 
 With a `deadline` the sweep is stopped after that many seconds as Ctrl-C stops it (the running trials
 end at their next log, the study and its runs are closed), and what it finished is still reported, as
-`status: interrupted` with `stopped_at_deadline`: on a machine lent for a few minutes, figures from a
+`status: interrupted` with `stopped_at_deadline`: on a machine held for a few minutes, figures from a
 cut sweep beat none from a killed one.
 """
 
@@ -22,6 +22,10 @@ from thinker.bench.checkouts import ROOT, run_from
 
 USAGE = ("gpu_util", "sm_activity", "sm_occupancy", "nvml_memory_mb", "power_w", "system_cpu_percent")
 PATIENCE = 60.0  # seconds a stopped sweep gets to close its trials and runs before it is killed
+
+
+class SweepFailed(RuntimeError):
+    """The sweep under measurement ended with an error (its last line of stderr says which)."""
 
 
 def sweep(args: list[str], source: Path | None = None, monitor=None, plot: Path | None = None,
@@ -43,14 +47,19 @@ def sweep(args: list[str], source: Path | None = None, monitor=None, plot: Path 
             except subprocess.TimeoutExpired:
                 cut = True
                 proc.terminate()  # as Ctrl-C: the sweep ends its trials and runs, prints its summary, exits 130
-                stdout, stderr = proc.communicate(timeout=PATIENCE)
-        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+                try:
+                    stdout, stderr = proc.communicate(timeout=PATIENCE)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    stdout, stderr = proc.communicate()
+        except KeyboardInterrupt:
             stop(proc)
             raise
         wall = time.perf_counter() - started
         usage = monitor.stop() if monitor is not None else {}
         if proc.returncode != 0 and not (cut and proc.returncode == 130):
-            raise RuntimeError(f"thinker sweep {' '.join(args)} failed: {stderr.strip().splitlines()[-1:]}")
+            last = (stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+            raise SweepFailed(f"thinker sweep {' '.join(args)} failed: {last}")
         summary = json.loads(stdout.strip().splitlines()[-1])
         if plot is not None:
             from thinker.sweeps.plots import save  # noqa: PLC0415 - Optuna and matplotlib, for the sweep parts only

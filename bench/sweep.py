@@ -44,7 +44,7 @@ from rich.table import Table
 from thinker.bench.args import BenchParser, fail, writable
 from thinker.bench.checkouts import ROOT, commit_of, worktree
 from thinker.bench.measure import usage_monitor
-from thinker.bench.runs import sweep
+from thinker.bench.runs import SweepFailed, sweep
 from thinker.device import DeviceError, pick_device
 from thinker.machine import describe, label
 from thinker.outputs import ready_to_write
@@ -206,6 +206,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except SweepFailed as e:
+        print(f"bench: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def run(argv: list[str] | None) -> None:

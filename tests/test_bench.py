@@ -501,3 +501,11 @@ def test_the_commit_is_unknown_rather_than_a_crash_without_git(tmp_path, monkeyp
     assert commit_of(tmp_path) is None  # a folder that is no checkout
     monkeypatch.setenv("PATH", str(tmp_path))  # no git to be found
     assert commit_of(Path(__file__).resolve().parent.parent) is None
+
+
+def test_a_sweep_that_fails_says_its_own_last_line(tmp_path):
+    """The sweep under measurement failing is not the bench crashing: its own error line (main: exit code 1)."""
+    from thinker.bench.runs import SweepFailed, sweep  # noqa: PLC0415
+
+    with pytest.raises(SweepFailed, match=r"failed: thinker: error: .*no-such-space.toml"):
+        sweep(["copy", "--space", str(tmp_path / "no-such-space.toml"), "--trials", "1"])
