@@ -120,6 +120,16 @@ def test_eval_cli_tables_csv_and_json(addition_run, tmp_path):
     assert "by longest carry chain" in result.stdout
 
 
+def test_eval_never_writes_its_csv_over_the_checkpoint(addition_run):
+    model = addition_run / "model.pt"
+    before = model.read_bytes()
+    for source in (addition_run, model):
+        result = runner.invoke(app, ["eval", str(source), "--csv", str(model)])
+        assert result.exit_code == 2
+        assert result.stderr.strip() == f"thinker: error: --csv '{model}' would overwrite the checkpoint"
+    assert model.read_bytes() == before
+
+
 def test_eval_with_more_and_fewer_thinking_steps(addition_run):
     result = runner.invoke(app, ["eval", str(addition_run), "--steps", "1,2,4", "--sample", "200", "--long", "0"])
     assert result.exit_code == 0, result.output

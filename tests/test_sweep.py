@@ -158,6 +158,12 @@ def test_report_and_rerun_from_a_trial(tmp_path):
     assert "best trials" in result.stdout
     assert Path("out/trials.csv").read_text().startswith("trial,state,value")
     assert Path("out/study.png").read_bytes().startswith(b"\x89PNG")
+    before = Path("optuna.db").read_bytes()
+    for args, message in ((["--plot", "optuna.db"], "--plot 'optuna.db' would overwrite the study's storage"),
+                          (["--csv", "a", "--plot", "./a"], "--plot 'a' would overwrite the --csv file")):
+        result = runner.invoke(app, ["report", "copy", *args])
+        assert result.exit_code == 2 and result.stderr.strip() == f"thinker: error: {message}"
+    assert Path("optuna.db").read_bytes() == before and not Path("a").exists()
     best = study().best_trial
     result = runner.invoke(app, ["train", "copy", "--from-trial", f"copy:{best.number}", "--out", "rerun"])
     assert result.exit_code == 0, result.output

@@ -63,3 +63,24 @@ def check_writable_file(path: Path, option: str) -> Path:
         except OSError as e:
             raise OutputError(f"{option} {str(path)!r} cannot be written ({e.strerror or e})") from None
     return path
+
+
+def check_apart(outputs: dict[str, Path | None], inputs: dict[str, Path | None] | None = None) -> None:
+    """Fail if an output is the very file an input is read from (a study's database, a checkpoint), or the
+    file of another output: writing it would destroy what the command reads, or one output the other.
+
+    >>> check_apart({"--plot": Path("optuna.db")}, {"the study's database": Path("./optuna.db")})
+    Traceback (most recent call last):
+    thinker.outputs.OutputError: --plot 'optuna.db' would overwrite the study's database
+    """
+    taken: dict[Path, str] = {}
+    for name, path in (inputs or {}).items():
+        if path is not None:
+            taken[path.resolve()] = name
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        key = path.resolve()
+        if key in taken:
+            raise OutputError(f"{option} {str(path)!r} would overwrite {taken[key]}")
+        taken[key] = f"the {option} file"

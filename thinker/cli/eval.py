@@ -26,8 +26,9 @@ from thinker.cli.source import Source, open_source
 from thinker.device import configure_torch
 from thinker.exam import EXHAUSTIVE_LIMIT, Exam, breakdowns, exam_size, examine
 from thinker.machine import describe, label
-from thinker.outputs import check_writable_file, ready_to_write
+from thinker.outputs import check_apart, check_writable_file, ready_to_write
 from thinker.parsing import int_list
+from thinker.training.checkpoint import checkpoint_path
 
 SPLITS = {"all": "all", "held_out": "held-out", "train": "train", "long": "longer than training"}
 
@@ -60,6 +61,8 @@ def eval_command(
     """Score a trained model: exact match by split, where it goes wrong, the wrong problems themselves."""
     step_list = parse_steps(steps)
     if csv_path is not None:
+        local = checkpoint_path(source) if Path(source).exists() else None
+        check_apart({"--csv": csv_path}, {"the checkpoint": local})
         check_writable_file(csv_path, "--csv")
     configure_torch()
     found = open_source(source, device, storage, tracking_uri)

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from thinker.cli.options import Storage, UsageError
-from thinker.outputs import check_writable_file, ready_to_write
+from thinker.outputs import check_apart, check_writable_file, ready_to_write
 
 
 def report_command(
@@ -29,15 +29,17 @@ def report_command(
 ) -> None:
     """Show the best trials of a sweep (value, params, samples, seconds, state) and what mattered."""
     from thinker.sweeps.report import best_trials, importances, open_study, trial_rows  # noqa: PLC0415 - Optuna
-    from thinker.sweeps.storage import DEFAULT_STORAGE  # noqa: PLC0415
+    from thinker.sweeps.storage import DEFAULT_STORAGE, journal_path, sqlite_path  # noqa: PLC0415
 
     name = study or task
     if not name:
         raise UsageError("name a task or pass --study NAME")
+    url = storage or DEFAULT_STORAGE
+    found = open_study(name, url)
+    check_apart({"--csv": csv, "--plot": plot}, {"the study's storage": sqlite_path(url) or journal_path(url)})
     for path, option in ((csv, "--csv"), (plot, "--plot")):
         if path is not None:
             check_writable_file(path, option)
-    found = open_study(name, storage or DEFAULT_STORAGE)
     console = Console()
     rows = best_trials(found, top)
     if rows.empty:
