@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 from thinker.errors import ThinkerError
+from thinker.tasks import make_task
 from thinker.training import TrainConfig
 
 TYPES = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
@@ -132,9 +133,13 @@ def parse_space(data: dict, source: str = "<space>") -> Space:
         raise bad("[params] is empty: nothing to search")
     params = {name: _parse_param(name, spec, bad) for name, spec in raw_params.items()}
     space = Space(source=source, task=data.get("task"), budget=budget, fixed=fixed, params=params)
-    try:  # every fixed value and both ends of every range must make a valid config
-        for corner in (_corner(params, "low"), _corner(params, "high")):
-            space.config(space.task or "copy", corner)
+    low = _corner(params, "low")
+    middles = [{**low, name: choice} for name, p in params.items() if p.type == "categorical"
+               for choice in p.choices[1:-1]]
+    try:  # every fixed value, both ends of every range and every choice must make a valid config and task
+        for corner in (low, _corner(params, "high"), *middles):
+            cfg = space.config(space.task or "copy", corner)
+            make_task(cfg.task, **cfg.task_options)
     except ValueError as e:
         raise bad(str(e)) from None
     return space
@@ -170,8 +175,10 @@ def _parse_param(name: str, spec, bad) -> Param:
     if log and low <= 0:
         raise bad(f"params.{name}: a log scale needs low > 0")
     step = spec.get("step")
-    if step is not None and (log or not isinstance(step, int | float) or step <= 0):
+    if step is not None and (log or isinstance(step, bool) or not isinstance(step, int | float) or step <= 0):
         raise bad(f"params.{name}: step must be a positive number and cannot be combined with log")
+    if step is not None and kind == "int" and not float(step).is_integer():
+        raise bad(f"params.{name}: an int range needs a whole step, got {step}")
     return Param(name, kind, low=low, high=high, log=log, step=step)
 
 
@@ -181,5 +188,5 @@ def _corner(params: dict[str, Param], end: str) -> dict:
         if p.type == "categorical":
             values[name] = p.choices[0] if end == "low" else p.choices[-1]
         else:
-            values[name] = int(getattr(p, end)) if p.type == "int" else getattr(p, end)
+            values[name] = int(getattr(p, end)) if p.type == "int" else float(getattr(p, end))  # as suggested
     return values

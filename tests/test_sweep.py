@@ -199,6 +199,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+LR = '\n[params]\nlr = { type = "float", low = 0.1, high = 1 }'
 BAD_SPACES = {
     "not toml [": "not valid TOML",
     'colour = "red"\n[params]\nlr = { type = "float", low = 0.1, high = 1 }': "unknown key(s) colour",
@@ -213,6 +214,16 @@ BAD_SPACES = {
     '[fixed]\ndevice = "cuda"\n[params]\nlr = { type = "float", low = 0.1, high = 1 }': "set by the sweep itself",
     '[params]\nsteps = { type = "int", low = 0, high = 3 }': "steps must be positive",
     "[params]\n": "nothing to search",
+    # values of the wrong type, caught before any trial rather than failing every one
+    '[fixed]\ncompile = "yes"' + LR: "compile must be true or false, got 'yes'",
+    '[budget]\ntarget = "high"' + LR: "target must be a finite number, got 'high'",
+    '[fixed]\nmax_seconds = nan' + LR: "max_seconds must be a finite number, got nan",
+    '[fixed]\ntask_options = { foo = 1 }' + LR: "copy: unknown option(s) foo; it takes alphabet, length",
+    '[fixed]\ntask_options = { length = 2.5 }' + LR: "copy option length must be an integer, got 2.5",
+    '[params]\nbatch_size = { type = "float", low = 32, high = 64 }': "batch_size must be an integer, got 32",
+    '[params]\nbatch_size = { type = "int", low = 32, high = 64, step = 0.5 }': "needs a whole step, got 0.5",
+    '[params]\nn_heads = { type = "categorical", choices = [4, 3, 4] }': "must be divisible by n_heads (3)",
+    '[params]\ndropout = { type = "categorical", choices = ["a"] }': "dropout must be a finite number, got 'a'",
 }
 
 

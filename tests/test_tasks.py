@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from thinker.errors import ConfigError
 from thinker.tasks import ANS, FIRST_SYMBOL, PAD, SEP, TASKS, make_task
 
 
@@ -164,3 +165,19 @@ def test_fixed_shape_draws_keep_the_split_and_the_seed(name):
     assert torch.equal(again, task._draw_fixed(256, torch.Generator().manual_seed(0), False))
     batch = task.sample(64, torch.Generator().manual_seed(0), fixed_shape=True)
     assert batch.inputs.shape == task.sample(64, torch.Generator().manual_seed(0)).inputs.shape
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("copy", {"length": 2.5}, "copy option length must be an integer, got 2.5"),
+    ("copy", {"alphabet": 1e30}, "copy option alphabet must be an integer, got 1e+30"),
+    ("copy", {"long_length": "9"}, "copy option long_length must be an integer, got '9'"),
+    ("addition", {"base": True}, "addition option base must be an integer, got True"),
+    ("addition", {"holdout": float("nan")}, "addition option holdout must be a finite number, got nan"),
+    ("multiply", {"scratch": "yes"}, "multiply option scratch must be true or false, got 'yes'"),
+    ("roll", {"colour": 1}, "roll: unknown option(s) colour; it takes alphabet, length, long_length, holdout"),
+])
+def test_task_options_of_the_wrong_type_are_one_clear_error(name, options, message):
+    """From -o KEY=VALUE (JSON) or a space file: caught at once, not as a crash once training has started."""
+    with pytest.raises(ConfigError) as info:
+        make_task(name, **options)
+    assert str(info.value) == message

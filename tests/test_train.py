@@ -373,3 +373,21 @@ def test_feedback_trains_later_steps_on_the_true_scratch():
     assert not torch.allclose(own[-1], taught[-1])
     with pytest.raises(ConfigError, match="feedback needs deep_supervision"):
         TrainConfig.for_task("multiply", deep_supervision=False)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"lr": "0.1"}, "lr must be a finite number, got '0.1'"),
+    ({"compile": "yes"}, "compile must be true or false, got 'yes'"),
+    ({"batch_size": 64.0}, "batch_size must be an integer, got 64.0"),
+    ({"max_seconds": float("nan")}, "max_seconds must be a finite number, got nan"),
+    ({"target": float("inf")}, "target must be a finite number, got inf"),
+    ({"target": -1}, "target must be positive (an exact match to reach; above 1: never), got -1"),
+    ({"task_options": "x"}, "task_options must be a table of options, got 'x'"),
+    ({"steps": 2.0}, "steps must be an integer, got 2.0"),
+    ({"rotary": 1}, "rotary must be true or false, got 1"),
+])
+def test_settings_of_the_wrong_type_are_one_clear_error(values, message):
+    """Settings come from JSON, TOML and search spaces: a string rate or a "yes" switch is caught on building."""
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_dict({"task": "copy", **values})
+    assert str(info.value) == message

@@ -41,7 +41,7 @@ predicting the input's most common symbol (0% exact match), while a fixed shift 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,7 @@ from torch import nn
 
 from thinker.attention import ATTENTION, Block
 from thinker.errors import ConfigError
+from thinker.parsing import check_type
 
 ROTARY_BASE = 10000.0  # rotary frequencies: ROTARY_BASE ** (-i / (head_dim / 2))
 
@@ -97,6 +98,8 @@ class ThinkerConfig:
     step would write (its softmax over the vocabulary times the token embeddings)."""
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            check_type(f.name, getattr(self, f.name), f.type)
         for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "steps",
                      "mlp_ratio", "n_segments"):
             if getattr(self, name) <= 0:

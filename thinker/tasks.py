@@ -18,12 +18,14 @@ training ever shows (length generalisation).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
 from thinker.errors import ConfigError
+from thinker.parsing import check_type
 
 PAD, SEP, ANS = 0, 1, 2
 DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"  # digit symbols of numbers in bases up to 36
@@ -497,6 +499,12 @@ def make_task(name: str, **options) -> Task:
     """Build a task by registry name; unknown names and bad options raise ConfigError (a ValueError)."""
     if name not in TASKS:
         raise ConfigError(f"unknown task {name!r}; choose from: {', '.join(TASKS)}")
+    parameters = {k: p for k, p in inspect.signature(TASKS[name].__init__).parameters.items() if k != "self"}
+    unknown = [key for key in options if key not in parameters]
+    if unknown:
+        raise ConfigError(f"{name}: unknown option(s) {', '.join(unknown)}; it takes {', '.join(parameters)}")
+    for key, value in options.items():
+        check_type(f"{name} option {key}", value, parameters[key].annotation)
     try:
         return TASKS[name](**options)
     except TypeError as e:  # an option the task does not take

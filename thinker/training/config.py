@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 
 from thinker.errors import ConfigError
 from thinker.model import ThinkerConfig
+from thinker.parsing import check_type
 from thinker.tasks import ANS, SEP, TASKS, Task
 
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -96,6 +97,10 @@ class TrainConfig:
     """Seed for weights, data and jitter; the same seed gives the same losses on CPU."""
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            check_type(f.name, getattr(self, f.name), f.type)
+        if not self.target > 0:
+            raise ConfigError(f"target must be positive (an exact match to reach; above 1: never), got {self.target}")
         for name in ("batch_size", "max_samples", "eval_every", "eval_size", "log_every"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
