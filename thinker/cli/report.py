@@ -29,17 +29,18 @@ def report_command(
 ) -> None:
     """Show the best trials of a sweep (value, params, samples, seconds, state) and what mattered."""
     from thinker.sweeps.report import best_trials, importances, open_study, trial_rows  # noqa: PLC0415 - Optuna
-    from thinker.sweeps.storage import DEFAULT_STORAGE, journal_path, sqlite_path  # noqa: PLC0415
+    from thinker.sweeps.storage import DEFAULT_STORAGE, check_url, journal_path, sqlite_path  # noqa: PLC0415
 
     name = study or task
     if not name:
         raise UsageError("name a task or pass --study NAME")
     url = storage or DEFAULT_STORAGE
-    found = open_study(name, url)
-    check_apart({"--csv": csv, "--plot": plot}, {"the study's storage": sqlite_path(url) or journal_path(url)})
     for path, option in ((csv, "--csv"), (plot, "--plot")):
         if path is not None:
             check_writable_file(path, option)
+    check_url(url)
+    check_apart({"--csv": csv, "--plot": plot}, {"the study's storage": sqlite_path(url) or journal_path(url)})
+    found = open_study(name, url)
     console = Console()
     rows = best_trials(found, top)
     if rows.empty:
