@@ -23,6 +23,8 @@ from thinker.errors import ThinkerError
 
 GIB_PER_TRIAL = 2.0  # a CUDA context and the caching allocator's pool for a model this size, with room
 MAX_PER_GPU = 16
+HOST_GIB_PER_WORKER = 0.5  # a floor for one worker process (torch, Optuna, MLflow) in host memory: CPU
+# workers were seen at 0.44-0.50 GiB resident; on CUDA a context adds more
 
 
 class PlacementError(ThinkerError):
@@ -35,6 +37,22 @@ class Placement:
     threads: int  # torch threads per worker (0: torch's default)
     gpus: list[int] = field(default_factory=list)  # worker i trains on gpus[i % len(gpus)]
     reason: str = ""
+
+
+def check_host_memory(workers: int, available_gib: float, option: str) -> None:
+    """PlacementError if `workers` processes would not fit in the host memory available: thousands of
+    workers asked for by a slip of the keyboard must be one line, not a machine swapping to a halt.
+
+    >>> check_host_memory(100, available_gib=20.0, option="--jobs 100")
+    Traceback (most recent call last):
+    thinker.sweeps.placement.PlacementError: --jobs 100: 100 worker processes need about 50 GiB of memory, \
+this machine has 20 GiB available (at most 40 workers)
+    """
+    if workers * HOST_GIB_PER_WORKER > available_gib:
+        most = max(1, int(available_gib / HOST_GIB_PER_WORKER))
+        raise PlacementError(f"{option}: {workers:,} worker processes need about "
+                             f"{workers * HOST_GIB_PER_WORKER:,.0f} GiB of memory, this machine has "
+                             f"{available_gib:,.0f} GiB available (at most {most} workers)")
 
 
 def parse_per_device(text: str) -> int | None:

@@ -78,6 +78,16 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database) if parsed.get_backend_name() == "sqlite" else None
 
 
+def env_seconds(name: str, default: int) -> int:
+    """A whole number of seconds from the environment variable `name` (unset: `default`)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit():
+        raise StorageError(f"{name} must be a whole number of seconds, got {text!r}")
+    return int(text)
+
+
 def open_storage(url: str, heartbeat: bool = True, must_exist: bool = False):
     """An RDBStorage with heartbeats and retries; StorageError if it cannot be opened.
 
@@ -106,8 +116,8 @@ def open_storage(url: str, heartbeat: bool = True, must_exist: bool = False):
         engine_kwargs = {"pool_pre_ping": True}
     beats = {}
     if heartbeat:
-        beats = dict(heartbeat_interval=int(os.environ.get("THINKER_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS)),
-                     grace_period=int(os.environ.get("THINKER_GRACE_SECONDS", GRACE_SECONDS)),
+        beats = dict(heartbeat_interval=env_seconds("THINKER_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS),
+                     grace_period=env_seconds("THINKER_GRACE_SECONDS", GRACE_SECONDS),
                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
     try:
         return RDBStorage(url, engine_kwargs=engine_kwargs, **beats)

@@ -174,6 +174,14 @@ def test_report_and_rerun_from_a_trial(tmp_path):
     assert last_json(result)["samples"] == best.user_attrs["samples"]  # the MLflow run holds the same config
 
 
+@pytest.mark.parametrize("variable", ["THINKER_HEARTBEAT_SECONDS", "THINKER_GRACE_SECONDS"])
+def test_a_bad_heartbeat_setting_is_one_line(variable, monkeypatch):
+    monkeypatch.setenv(variable, "2.5")
+    result = runner.invoke(app, ["sweep", "copy", "--trials", "1"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"thinker: error: {variable} must be a whole number of seconds, got '2.5'"
+
+
 @pytest.mark.parametrize("args, message", [
     (["sweep", "divide"], "unknown task 'divide'"),
     (["sweep", "copy", "--trials", "0"], "Invalid value for '--trials': Input should be greater than or equal to 1"),
@@ -186,8 +194,11 @@ def test_report_and_rerun_from_a_trial(tmp_path):
     (["sweep", "copy", "--storage", "postgresql://u:hunter2@127.0.0.1:1/db"], "cannot open storage"),
     (["sweep", "copy", "--tracking-uri", "http://127.0.0.1:9"], "is unreachable"),
     (["sweep", "copy", "--space", "missing.toml"], "not found"),
+    (["sweep", "copy", "--jobs", "100000"], "--jobs 100000: 100,000 worker processes need about 50,000 GiB"),
+    (["sweep", "copy", "--device", "cpu", "--trials-per-device", "100000"], "100,000 worker processes need"),
     (["report", "copy"], "no study database"),
     (["report"], "name a task or pass --study"),
+    (["report", "copy", "--storage", "not a url", "--plot", "p.png"], "malformed storage URL"),
     (["report", "copy", "--plot", "."], "--plot '.' is a directory"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path):

@@ -132,11 +132,15 @@ def failed(summary: dict) -> str:
 
 def place_workers(device, gpus: list[int], per_device: str, jobs: int | None):
     """--jobs as given, else --trials-per-device on each GPU (or on the CPU)."""
-    from thinker.sweeps.placement import Placement, plan_workers  # noqa: PLC0415
+    import psutil  # noqa: PLC0415
 
+    from thinker.sweeps.placement import Placement, check_host_memory, plan_workers  # noqa: PLC0415
+
+    available = psutil.virtual_memory().available / 2**30
     if device.type == "cuda" and not gpus:
         gpus = [device.index if device.index is not None else 0]
     if jobs is not None:
+        check_host_memory(jobs, available, f"--jobs {jobs}")
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and not gpus else 0
         return Placement(jobs, threads, gpus, f"--jobs {jobs}")
     free_gib = None
@@ -144,7 +148,9 @@ def place_workers(device, gpus: list[int], per_device: str, jobs: int | None):
         import torch  # noqa: PLC0415
 
         free_gib = [torch.cuda.mem_get_info(g)[0] / 2**30 for g in gpus]
-    return plan_workers(device.type, gpus, per_device, os.cpu_count() or 1, free_gib)
+    placement = plan_workers(device.type, gpus, per_device, os.cpu_count() or 1, free_gib)
+    check_host_memory(placement.workers, available, f"--trials-per-device {per_device}")
+    return placement
 
 
 def where_next(settings, summary: dict) -> list[str]:
