@@ -160,13 +160,18 @@ def test_predict_reads_stdin_and_writes_json_lines(addition_run):
     (["eval", "RUN", "--steps", "two"], "--steps takes integers like 1,2,4; got 'two'"),
     (["eval", "RUN", "--steps", "0"], "--steps must be at least 1, got 0"),
     (["eval", "BROKEN"], "not a thinker checkpoint"),
+    (["eval", "CSV"], "trials.csv: not a thinker checkpoint (IndexError"),  # what `report --csv` writes
+    (["eval", "TENSOR"], "tensor.pt: not a thinker checkpoint (TypeError: it holds a Tensor, not a dict)"),
     (["eval", "EMPTY"], "no model.pt in this directory"),
     (["predict", "RUN"], "no problems given"),
 ])
 def test_bad_sources_and_options_are_one_line_exit_2(args, message, addition_run, tmp_path):
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     (tmp_path / "empty").mkdir()
-    paths = {"RUN": str(addition_run), "BROKEN": str(tmp_path / "broken.pt"), "EMPTY": str(tmp_path / "empty")}
+    (tmp_path / "trials.csv").write_text("trial,state,value\n0,COMPLETE,1.0\n")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    paths = {"RUN": str(addition_run), "BROKEN": str(tmp_path / "broken.pt"), "EMPTY": str(tmp_path / "empty"),
+             "CSV": str(tmp_path / "trials.csv"), "TENSOR": str(tmp_path / "tensor.pt")}
     result = runner.invoke(app, [paths.get(a, a) for a in args], input="")
     assert result.exit_code == 2, result.output
     assert message in result.stderr
