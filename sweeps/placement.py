@@ -59,7 +59,7 @@ def parse_per_device(text: str) -> int | None:
     """`auto` -> None, a positive integer -> itself."""
     if text == "auto":
         return None
-    if not text.isdigit() or int(text) < 1:
+    if not text.isdecimal() or int(text) < 1:
         raise PlacementError(f"--trials-per-device takes a positive number or auto, got {text!r}")
     return int(text)
 

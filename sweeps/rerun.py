@@ -45,12 +45,12 @@ def trial_checkpoint(ref: str, dest: str, storage: str | None = None, tracking_u
 def is_trial_ref(ref: str) -> bool:
     """Whether `ref` reads as STUDY:NUMBER or an MLflow run id (rather than a path)."""
     study, sep, number = ref.rpartition(":")
-    return bool(RUN_ID.match(ref)) or bool(sep and study and number.isdigit())
+    return bool(RUN_ID.match(ref)) or bool(sep and study and number.isdecimal())
 
 
 def _trial(ref: str, storage: str | None):
     study_name, sep, number = ref.rpartition(":")
-    if not sep or not number.isdigit() or not study_name:
+    if not sep or not number.isdecimal() or not study_name:
         raise ReportError(f"expected STUDY:NUMBER or an MLflow run id, got {ref!r}")
     study = open_study(study_name, storage or DEFAULT_STORAGE)
     trials = [t for t in study.get_trials(deepcopy=False) if t.number == int(number)]

@@ -83,7 +83,7 @@ def env_seconds(name: str, default: int) -> int:
     text = os.environ.get(name, "").strip()
     if not text:
         return default
-    if not text.isdigit():
+    if not text.isdecimal():
         raise StorageError(f"{name} must be a whole number of seconds, got {text!r}")
     return int(text)
 

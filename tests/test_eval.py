@@ -97,6 +97,8 @@ def test_problems_at_enumerates_each_problem_once():
     ("copy", "0 1 2", "copy takes 8 symbols (12 for a longer-than-training problem), got 3"),
     ("copy", "0 1 2 3 4 5 6 x", "unknown symbol 'x'; symbols are 0..10"),
     ("flip", "0 1 2 3 4 5 6 11", "unknown symbol '11'"),
+    ("copy", "0 1 2 3 4 5 6 \u00b2", "unknown symbol '\u00b2'"),  # a superscript two: a digit to str.isdigit
+    ("roll", "0 1 2 3 4 5 6 7 >> \u00b2", "the shift must be 0..7"),
     ("roll", "0 1 2 3 4 5 6 7", "write a roll as SYMBOLS >> K"),
     ("roll", "0 1 2 3 4 5 6 7 >> 8", "the shift must be 0..7"),
 ])

@@ -230,7 +230,7 @@ class _SequenceTask(Task):
         if len(words) not in (self.length, self.long_length):
             raise ProblemError(f"{text.strip()!r}: {self.name} takes {self.length} symbols ({self.long_length} "
                                f"for a longer-than-training problem), got {len(words)}")
-        bad = [w for w in words if not (w.isdigit() and int(w) < self.alphabet)]
+        bad = [w for w in words if not (w.isdecimal() and int(w) < self.alphabet)]
         if bad:
             raise ProblemError(f"{text.strip()!r}: unknown symbol {bad[0]!r}; symbols are 0..{self.alphabet - 1}")
         return [int(w) for w in words], len(words) == self.long_length
@@ -325,7 +325,7 @@ class RollTask(_SequenceTask):
         if not sep:
             raise ProblemError(f"{text.strip()!r}: write a roll as SYMBOLS >> K, e.g. '1 2 3 4 5 6 7 8 >> 2'")
         problem, long = self._symbols(symbols.replace(",", " ").split(), text)
-        if not (shift.strip().isdigit() and int(shift) < len(problem)):
+        if not (shift.strip().isdecimal() and int(shift) < len(problem)):
             raise ProblemError(f"{text.strip()!r}: the shift must be 0..{len(problem) - 1}, got {shift.strip()!r}")
         return [*problem, int(shift)], long
 
