@@ -11,10 +11,12 @@ it, rather than argparse's usage block followed by the error.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import NoReturn
 
+from thinker.device import DeviceError, pick_device
 from thinker.outputs import OutputError, check_writable_file
 
 
@@ -39,3 +41,37 @@ def writable(path: str | None, option: str) -> str | None:
         except OutputError as e:
             fail(str(e))
     return path
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number above zero."""
+    if not text.strip().isdecimal() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number above 0, got {text!r}")
+    return int(text)
+
+
+def count(text: str) -> int:
+    """argparse type: a whole number, zero or more."""
+    if not text.strip().isdecimal():
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}")
+    return int(text)
+
+
+def seconds(text: str) -> float:
+    """argparse type: a finite number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def device(text: str) -> str:
+    """argparse type: a device this machine has (auto, cpu, cuda, cuda:N), kept as given."""
+    try:
+        pick_device(text)
+    except DeviceError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text

@@ -25,7 +25,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from thinker.bench.args import BenchParser, writable
+from thinker.bench.args import BenchParser, count, device, positive_int, writable
 from thinker.errors import ConfigError
 from thinker.machine import describe, label
 from thinker.parsing import int_list
@@ -147,9 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = BenchParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(BENCHMARKS), help=f"from {', '.join(BENCHMARKS)}")
     parser.add_argument("--seeds", default="0,1,2,3")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--jobs", type=int, default=1, help="trainings at a time")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per training [default: 1 with --jobs "
+    parser.add_argument("--device", type=device, default="cpu")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="trainings at a time")
+    parser.add_argument("--threads", type=count, default=0, help="torch threads per training [default: 1 with --jobs "
                                                                    "above 1, else torch's default]")
     parser.add_argument("--json", help="also write the JSON report to this file")
     args = parser.parse_args(argv)

@@ -41,13 +41,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from thinker.bench.args import BenchParser, fail, writable
+from thinker.bench.args import BenchParser, device, positive_int, seconds, writable
 from thinker.bench.checkouts import ROOT, commit_of, worktree
 from thinker.bench.measure import usage_monitor
 from thinker.bench.runs import SweepFailed, sweep
-from thinker.device import DeviceError, pick_device
+from thinker.device import pick_device
 from thinker.machine import describe, label
 from thinker.outputs import ready_to_write
+from thinker.tasks import TASKS
 from thinker.training import TrainConfig, train
 
 console = Console(stderr=True)
@@ -214,13 +215,14 @@ def main(argv: list[str] | None = None) -> None:
 def run(argv: list[str] | None) -> None:
     parser = BenchParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="study,overhead,workers")
-    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--trials", type=positive_int, default=50)
     parser.add_argument("--task", default="addition", help="the task of the `default` part")
-    parser.add_argument("--device", default="auto", help="the `default` part's --device (auto: as a user's default)")
+    parser.add_argument("--device", type=device, default="auto",
+                        help="the `default` part's --device (auto: as a user's default)")
     parser.add_argument("--against", metavar="REF", help="`default` part: also run the sweep at this git commit")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+    parser.add_argument("--timeout", type=seconds, metavar="SECONDS",
                         help="`default` part: start no trial after this long (the sweep's --timeout)")
-    parser.add_argument("--deadline", type=float, metavar="SECONDS",
+    parser.add_argument("--deadline", type=seconds, metavar="SECONDS",
                         help="`default` part: stop each sweep after this long, as Ctrl-C does, and report what it "
                              "finished")
     parser.add_argument("--json", help="also write the JSON report to this file (and, with the `default` "
@@ -232,20 +234,16 @@ def run(argv: list[str] | None) -> None:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     if args.against and "default" not in parts:
         parser.error("--against compares the `default` part: add it to --parts")
-    for option in ("timeout", "deadline"):
-        if getattr(args, option) is not None and getattr(args, option) <= 0:
-            parser.error(f"--{option} must be positive, got {getattr(args, option):g}")
-    try:
-        device, _ = pick_device(args.device)  # what the sweeps will run on, or a one-line error
-    except DeviceError as e:
-        fail(str(e))
+    if args.task not in TASKS:
+        parser.error(f"unknown task {args.task!r}; choose from: {', '.join(TASKS)}")
+    runs_on, _ = pick_device(args.device)  # what the sweeps will run on (the name was checked)
     if writable(args.json, "--json"):  # checked now, not after an hour of sweeps; the study pictures go there first
         ready_to_write(Path(args.json))
-    machine = describe(device)
+    machine = describe(runs_on)
     report: dict = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), **machine, "machine": label(machine),
                     "trials": args.trials}
     if "default" in parts:
-        report["default"] = default_part(args.task, args.trials, args.device, device, args.against, args.timeout,
+        report["default"] = default_part(args.task, args.trials, args.device, runs_on, args.against, args.timeout,
                                          pictures=Path(args.json) if args.json else None, deadline=args.deadline)
     if "overhead" in parts:
         report["overhead"] = overhead_part(repeats=3, max_samples=40_000)

@@ -20,8 +20,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from thinker.bench.args import BenchParser, writable
+from thinker.bench.args import BenchParser, device, positive_int, writable
 from thinker.bench.learning import BENCHMARKS, machine_record, parse_seeds, run_many, spec_for, write
+from thinker.errors import one_line
 from thinker.outputs import ready_to_write
 from thinker.plotting import pyplot
 
@@ -99,9 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = BenchParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--seeds", default="0,1,2,3")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--jobs", type=int, default=2, help="trainings at a time, one torch thread each")
-    parser.add_argument("--max-samples", type=int, help="cap every run's sample budget [default: the task's]")
+    parser.add_argument("--device", type=device, default="cpu")
+    parser.add_argument("--jobs", type=positive_int, default=2, help="trainings at a time, one torch thread each")
+    parser.add_argument("--max-samples", type=positive_int, help="cap every run's sample budget [default: the task's]")
     parser.add_argument("--variants", default=";".join(VARIANTS), help="semicolon-separated names from VARIANTS")
     parser.add_argument("--json", help="also write the JSON report to this file")
     parser.add_argument("--plot", help="PNG of the results [default: beside --json, with .png; without it, "
@@ -112,12 +113,18 @@ def main(argv: list[str] | None = None) -> None:
         args.plot = str(Path(args.json).with_suffix(".png")) if args.json else "bench/results/thinking.png"
     writable(args.json, "--json")
     writable(args.plot, "--plot")
-    if args.from_json:
+    if args.from_json is not None:
         try:
             reports = [json.loads(Path(p).read_text()) for p in args.from_json.split(",")]
+            report = {**reports[0], "rows": [r for rep in reports for r in rep["rows"]]}
+            report["summary"] = summarise(report["rows"])  # what finish() reads of every row
+            table(report)
+            if not report["summary"]:
+                raise KeyError("rows")
         except (OSError, ValueError) as e:
             parser.error(f"--from-json: {e}")
-        report = {**reports[0], "rows": [r for rep in reports for r in rep["rows"]]}
+        except (KeyError, TypeError, IndexError, AttributeError) as e:
+            parser.error(f"--from-json: not a report of this benchmark ({one_line(e)})")
         return finish(report, args)
     seeds = parse_seeds(parser, args.seeds)
     names = args.tasks.split(",")

@@ -437,18 +437,38 @@ def test_gpu_script_installs_carried_wheels_first_and_takes_relative_paths(tmp_p
     assert proc.returncode == 2 and proc.stderr.strip() == "bench/gpu.sh: WHEELS: no folder nowhere"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--timeout", "0"], "bench: error: --timeout must be positive, got 0"),
-    (["--against", "no-such-commit"], "bench: error: cannot check out 'no-such-commit'"),
-    (["--device", "gpu"], "bench: error: unknown device 'gpu'"),
-    (["--parts", "default,fast"], "bench: error: unknown part(s): fast"),
-    (["--trials", "many"], "bench: error: argument --trials: invalid int value: 'many'"),
+@pytest.mark.parametrize("script, args, message", [
+    ("sweep", ["--timeout", "0"], "argument --timeout: must be a positive number of seconds, got '0'"),
+    ("sweep", ["--deadline", "nan"], "argument --deadline: must be a positive number of seconds, got 'nan'"),
+    ("sweep", ["--against", "no-such-commit"], "cannot check out 'no-such-commit'"),
+    ("sweep", ["--device", "gpu"], "argument --device: unknown device 'gpu'"),
+    ("sweep", ["--parts", "default,fast"], "unknown part(s): fast"),
+    ("sweep", ["--trials", "many"], "argument --trials: must be a whole number above 0, got 'many'"),
+    ("sweep", ["--task", "divide"], "unknown task 'divide'"),
+    ("learning", ["--device", "foo"], "argument --device: unknown device 'foo'"),
+    ("learning", ["--jobs", "0"], "argument --jobs: must be a whole number above 0, got '0'"),
+    ("learning", ["--threads", "-1"], "argument --threads: must be a whole number, got '-1'"),
+    ("thinking", ["--max-samples", "-5"], "argument --max-samples: must be a whole number above 0, got '-5'"),
+    ("thinking", ["--from-json", "EMPTY"], "--from-json: not a report of this benchmark (KeyError: 'rows')"),
+    ("thinking", ["--from-json", "LIST"], "--from-json: not a report of this benchmark (TypeError"),
 ])
-def test_sweep_bench_bad_input_is_one_line_and_exit_2(args, message):
-    proc = subprocess.run([sys.executable, "-m", "thinker.bench.sweep", "--parts", "default", "--trials", "1", *args],
-                          capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
-    assert proc.returncode == 2
-    assert proc.stderr.startswith(message) and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+def test_benchmark_bad_input_is_one_line_and_exit_2(script, args, message, tmp_path, monkeypatch, capsys):
+    import importlib  # noqa: PLC0415
+
+    module = importlib.import_module(f"thinker.bench.{script}")
+    if "--against" not in args:  # that one is found where the default part checks the commit out
+        monkeypatch.setattr(module, "run_many" if script != "sweep" else "default_part",
+                            lambda *a, **k: pytest.fail("started the work"))
+    monkeypatch.chdir(tmp_path)  # a picture a bad run might still draw lands here
+    (tmp_path / "empty.json").write_text("{}")
+    (tmp_path / "list.json").write_text("[]")
+    files = {"EMPTY": "empty.json", "LIST": "list.json"}
+    with pytest.raises(SystemExit) as stop:
+        (module.run if script == "sweep" else module.main)(["--parts", "default"] * (script == "sweep") +
+                                                           [files.get(a, a) for a in args])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith(f"bench: error: {message}"), err
+    assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("script, args", [
