@@ -70,6 +70,19 @@ def check_tracking(uri: str) -> None:
         raise TrackingError(f"tracking URI {redact(uri)!r} is not a URI (expected e.g. sqlite:///mlflow.db)")
 
 
+def client(uri: str) -> MlflowClient:
+    """A client for `uri` once it is known to answer: a server that does not would hang MLflow's own
+    retries for minutes, and a scheme MLflow has no store for raises its own exception type."""
+    check_tracking(uri)
+    quiet_mlflow()
+    try:
+        found = MlflowClient(tracking_uri=uri)
+        found.search_experiments(max_results=1)  # the store opens here, not at the first real call
+        return found
+    except MlflowException as e:
+        raise TrackingError(f"cannot use tracking URI {redact(uri)!r}: {one_line(e, 200)}") from None
+
+
 def quiet_mlflow() -> None:
     """MLflow's download bars would tear the sweep's live view (its log lines: `logs.py`)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -205,9 +218,9 @@ def _start_system_metrics(run_id: str, uri: str) -> bool:
 
 def run_config(uri: str, run_id: str) -> dict:
     """The training config a trial run recorded (its `thinker.config` tag)."""
-    quiet_mlflow()
+    found = client(uri)
     try:
-        run = MlflowClient(tracking_uri=uri).get_run(run_id)
+        run = found.get_run(run_id)
     except MlflowException:
         raise TrackingError(f"no MLflow run {run_id} in {redact(uri)}") from None
     text = run.data.tags.get("thinker.config")
@@ -218,15 +231,14 @@ def run_config(uri: str, run_id: str) -> dict:
 
 def download_checkpoint(uri: str, run_id: str, dest: str) -> Path:
     """The model.pt a trial run (its `checkpoint/`) or a sweep's parent run (its `best_trial/`) holds."""
-    quiet_mlflow()
-    client = MlflowClient(tracking_uri=uri)
+    found = client(uri)
     try:
-        client.get_run(run_id)
+        found.get_run(run_id)
     except MlflowException:
         raise TrackingError(f"no MLflow run {run_id} in {redact(uri)}") from None
     for folder in ("checkpoint", "best_trial"):
         try:
-            return Path(client.download_artifacts(run_id, f"{folder}/model.pt", dest))
+            return Path(found.download_artifacts(run_id, f"{folder}/model.pt", dest))
         except (MlflowException, OSError):
             continue
     raise TrackingError(f"MLflow run {run_id} holds no checkpoint (only completed trials save one)")
@@ -234,9 +246,9 @@ def download_checkpoint(uri: str, run_id: str, dest: str) -> Path:
 
 def log_metrics(uri: str, run_id: str, metrics: dict[str, float]) -> None:
     """Add metrics to an existing run (a trial's, after the fact)."""
-    quiet_mlflow()
+    found = client(uri)
     try:
-        log_now(MlflowClient(tracking_uri=uri), run_id, metrics)
+        log_now(found, run_id, metrics)
     except MlflowException as e:
         raise TrackingError(f"cannot log to MLflow run {run_id}: {one_line(e)}") from None
 
@@ -251,21 +263,20 @@ def log_now(client: MlflowClient, run_id: str, metrics: dict[str, float], step: 
 def log_run(uri: str | None, experiment: str, name: str, params: dict, metrics: dict[str, float],
             tags: dict[str, str], document: dict, artifact: str) -> str:
     """One finished run with params, metrics, tags and a JSON document (the bench's); returns its id."""
-    quiet_mlflow()
-    client = MlflowClient(tracking_uri=resolve_tracking_uri(uri))
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment, tags=EXPERIMENT_KIND)
-    run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    tracker = client(resolve_tracking_uri(uri))
+    found = tracker.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else tracker.create_experiment(experiment, tags=EXPERIMENT_KIND)
+    run_id = tracker.create_run(experiment_id, run_name=name, tags=tags).info.run_id
     try:
-        client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
-        log_now(client, run_id, metrics)
-        client.log_dict(run_id, document, artifact)
+        tracker.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        log_now(tracker, run_id, metrics)
+        tracker.log_dict(run_id, document, artifact)
     except BaseException as e:  # never leave the run RUNNING: Ctrl-C ends it KILLED, an error FAILED
-        client.set_terminated(run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        tracker.set_terminated(run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         if isinstance(e, MlflowException):
             raise TrackingError(f"cannot log to MLflow run {run_id}: {one_line(e)}") from None
         raise
-    client.set_terminated(run_id, "FINISHED")
+    tracker.set_terminated(run_id, "FINISHED")
     return run_id
 
 

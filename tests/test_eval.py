@@ -166,6 +166,9 @@ def test_predict_reads_stdin_and_writes_json_lines(addition_run):
     (["eval", "TENSOR"], "tensor.pt: not a thinker checkpoint (TypeError: it holds a Tensor, not a dict)"),
     (["eval", "EMPTY"], "no model.pt in this directory"),
     (["predict", "RUN"], "no problems given"),
+    (["eval", "RUN", "--mlflow", "--tracking-uri", "http://127.0.0.1:9"], "tracking server http://127.0.0.1:9 is "
+                                                                          "unreachable"),
+    (["eval", "0123456789abcdef0123456789abcdef", "--tracking-uri", "foo://bar"], "cannot use tracking URI 'foo"),
 ])
 def test_bad_sources_and_options_are_one_line_exit_2(args, message, addition_run, tmp_path):
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")

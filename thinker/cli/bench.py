@@ -108,6 +108,10 @@ def bench_command(
         check_writable_file(json_path, "--json")
     if mlflow and importlib.util.find_spec("mlflow") is None:
         raise UsageError("--mlflow needs MLflow installed (pip install mlflow)")
+    if mlflow:  # a store that cannot be used is found before the work, not after it
+        from thinker.sweeps.tracking import client, resolve_tracking_uri  # noqa: PLC0415 - MLflow
+
+        client(resolve_tracking_uri(tracking_uri))
     if variant_names is None:
         variant_names = parse_variants(None, dev.type)
     if scan_sizes is None:

@@ -64,6 +64,10 @@ def eval_command(
         local = checkpoint_path(source) if Path(source).exists() else None
         check_apart({"--csv": csv_path}, {"the checkpoint": local})
         check_writable_file(csv_path, "--csv")
+    if mlflow:  # a store that cannot be used is found before the work, not after it
+        from thinker.sweeps.tracking import client, resolve_tracking_uri  # noqa: PLC0415 - MLflow
+
+        client(resolve_tracking_uri(tracking_uri))
     configure_torch()
     found = open_source(source, device, storage, tracking_uri)
     ckpt = found.checkpoint
