@@ -59,11 +59,11 @@ def run_sweep(settings: SweepSettings, watch: Watch | None = None) -> Outcome:
     """
     with Interrupt() as interrupt:
         storage = open_storage(settings.storage)
+        tracker = Tracker(settings.tracking_uri, settings.experiment)  # before the study: no empty study left
         study = create_study(settings, storage)
         done = count(study)
         if done >= settings.trials:
             return Outcome("already finished", summarize(study, settings, None, 0.0))
-        tracker = Tracker(settings.tracking_uri, settings.experiment)
         close_dead_trial_runs(study, tracker)
         tags = {"optuna.study": settings.study, "sampler": settings.sampler, "pruner": settings.pruner,
                 "objective": settings.objective, "storage": redact(settings.storage), "task": settings.task,

@@ -104,6 +104,10 @@ class Tracker:
             if found is None:
                 raise TrackingError(f"cannot use tracking store {redact(uri)}: {str(e).splitlines()[0]}") from None
             self.experiment_id = found.experiment_id
+        if found is not None and found.lifecycle_stage == "deleted":
+            raise TrackingError(f"MLflow experiment {experiment!r} is deleted (its name stays taken): restore it "
+                                f"(mlflow experiments restore --experiment-id {found.experiment_id}) or pass "
+                                f"--experiment NAME")
 
     def start_parent(self, name: str, tags: dict[str, str]) -> str:
         return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id

@@ -58,6 +58,20 @@ def test_sweep_tracks_every_trial_and_resumes():
     assert len(runs()[1]) == 2  # no new parent run
 
 
+def test_a_deleted_experiment_is_one_line_and_leaves_no_study():
+    assert sweep("--trials", "1", "--pruner", "none").exit_code == 0
+    client, _, _ = runs()
+    experiment = client.get_experiment_by_name("thinker-copy")
+    client.delete_experiment(experiment.experiment_id)  # as from the MLflow UI
+    result = sweep("--trials", "1", "--study", "new")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("thinker: error: MLflow experiment 'thinker-copy' is deleted (its name stays "
+                                    f"taken): restore it (mlflow experiments restore --experiment-id "
+                                    f"{experiment.experiment_id}) or pass --experiment NAME")
+    assert "new" not in optuna.get_all_study_names("sqlite:///optuna.db")
+    assert sweep("--trials", "1", "--study", "new", "--experiment", "copy-again").exit_code == 0
+
+
 def test_pruning_prunes_and_records_why():
     result = sweep("--trials", "8", "--sampler", "random", "--seed", "3")
     assert result.exit_code == 0, result.output
