@@ -92,10 +92,10 @@ def default_space_path(task: str) -> Path | None:
 def load_space(task_or_path: str | Path) -> Space:
     """Load a shipped space by task name, or a space file by path; SpaceError if unusable."""
     path = Path(task_or_path)
-    if not path.suffix:
+    if not path.suffix and path.name == str(task_or_path):  # a task name; a path has a folder (the CLI resolves)
         shipped = default_space_path(str(task_or_path))
         if shipped is None:
-            raise SpaceError(f"no search space shipped for task {task_or_path!r}; pass --space FILE")
+            raise SpaceError(f"no search space shipped for task {str(task_or_path)!r}; pass --space FILE")
         path = shipped
     source = str(path)
     try:

@@ -208,6 +208,7 @@ def test_a_bad_heartbeat_setting_is_one_line(variable, monkeypatch):
     (["sweep", "copy", "--storage", "postgresql://u:hunter2@127.0.0.1:1/db"], "cannot open storage"),
     (["sweep", "copy", "--tracking-uri", "http://127.0.0.1:9"], "is unreachable"),
     (["sweep", "copy", "--space", "missing.toml"], "not found"),
+    (["sweep", "copy", "--space", "/"], "space file /: cannot be read"),  # not "no space shipped for task"
     (["sweep", "copy", "--jobs", "100000"], "--jobs 100000: 100,000 worker processes need about 50,000 GiB"),
     (["sweep", "copy", "--device", "cpu", "--trials-per-device", "100000"], "100,000 worker processes need"),
     (["report", "copy"], "no study database"),

@@ -83,7 +83,7 @@ def sweep_command(
     check_choice("objective", objective, OBJECTIVES)
     dev, _ = pick_device(device)
     gpu_list = parse_gpus(gpus)
-    loaded = load_space(space if space is not None else task)
+    loaded = load_space(space.resolve() if space is not None else task)
     if loaded.task not in (None, task):
         raise UsageError(f"space file {loaded.source} is for task {loaded.task!r}, not {task!r}")
     storage = check_url(storage or DEFAULT_STORAGE)
