@@ -39,6 +39,23 @@ def test_train_writes_checkpoint_and_ends_with_json(tmp_path):
     assert json.loads((out / "result.json").read_text())["history"]
     assert (out / "curves.png").read_bytes().startswith(b"\x89PNG")
 
+    before = (out / "model.pt").read_bytes()
+    result = runner.invoke(app, ["train", "copy", *TINY, "--max-samples", "1024", "--out", str(out)])
+    assert result.exit_code == 2 and (out / "model.pt").read_bytes() == before  # a trained model is kept
+    assert result.stderr.strip() == (f"thinker: error: --out '{out}' already holds a trained model (model.pt); "
+                                     "choose another folder or pass --overwrite")
+    result = runner.invoke(app, ["train", "copy", *TINY, "--max-samples", "1024", "--out", str(out), "--overwrite"])
+    assert result.exit_code == 0 and (out / "model.pt").read_bytes() != before
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("time.strftime", lambda fmt: "20261129-120000")
+    for _ in range(2):
+        result = runner.invoke(app, ["train", "copy", *TINY, "--max-samples", "1024"])
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["copy-20261129-120000", "copy-20261129-120000-2"]
+
 
 
 def test_curves_show_exhaustive_checks_and_a_loss_that_reached_zero(tmp_path):

@@ -38,6 +38,7 @@ from thinker.errors import one_line
 from thinker.outputs import check_writable_dir
 from thinker.tasks import make_task
 from thinker.training import save_checkpoint, train
+from thinker.training.checkpoint import CHECKPOINT
 
 # CLI flag -> TrainConfig field, for the flags that map one to one
 FLAGS = ("steps", "latent", "batch_size", "lr", "d_model", "n_heads", "n_layers", "max_samples",
@@ -68,6 +69,8 @@ def train_command(
     seed: Seed = 0,
     option: TaskOptions = None,
     out: Annotated[Path | None, typer.Option(help="Output directory [default: runs/TASK-TIME].")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="Train into an --out folder that already holds a trained model, replacing it.")] = False,
     from_trial: Annotated[str | None, typer.Option(
         help="Rerun a sweep trial's configuration: STUDY:NUMBER (with --storage) or an MLflow run id.")] = None,
     storage: Storage = None,
@@ -90,7 +93,10 @@ def train_command(
     cfg = build_config(base, {**flags, "device": device, "seed": seed})
     make_task(cfg.task, **cfg.task_options)  # a bad task option fails here, before anything is written
     dev, reason = pick_device(device)
-    out = check_writable_dir(out or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if out is not None and (out / CHECKPOINT).exists() and not overwrite:
+        raise UsageError(f"--out {str(out)!r} already holds a trained model ({CHECKPOINT}); choose another folder "
+                         f"or pass --overwrite")
+    out = check_writable_dir(out or fresh_run_dir(task))
 
     configure_torch(cfg.threads, cfg.precision)
     stderr.print(f"device: {dev} ({reason})")
@@ -123,3 +129,13 @@ def train_command(
     if result.stop_reason == "interrupted":
         stderr.print("interrupted: the best model so far is saved")
         raise typer.Exit(130)
+
+
+def fresh_run_dir(task: str) -> Path:
+    """runs/TASK-TIME, with -2, -3, ... when a run started in the same second already took it."""
+    base = Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
