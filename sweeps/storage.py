@@ -13,8 +13,10 @@ worker died is failed after the grace period and retried by `RetryHeartbeatStale
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sqlite3
 import warnings
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from optuna.storages.journal import JournalFileBackend
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from thinker.errors import ThinkerError
+from thinker.errors import ThinkerError, one_line
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 JOURNAL = "journal:"
@@ -78,6 +80,30 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database) if parsed.get_backend_name() == "sqlite" else None
 
 
+def sqlite_tables(path: Path) -> set[str] | None:
+    """The tables of an existing SQLite file, or None if the file is no SQLite database (a PNG, a CSV)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError:
+        return None
+
+
+def check_sqlite_kind(path: Path, table: str, kind: str) -> str | None:
+    """Why an existing file at `path` is not a `kind` database (one with `table`), or None if it is one or
+    holds no table yet: a store opened on another's file would add its own tables to it."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    tables = sqlite_tables(path)
+    if tables is None:
+        return f"{path} is not an SQLite database"
+    if tables and table not in tables:
+        holds = "MLflow's runs" if "experiments" in tables else "Optuna's studies" if "studies" in tables else \
+            "other tables"
+        return f"{path} is not {kind} (it holds {holds})"
+    return None
+
+
 def env_seconds(name: str, default: int) -> int:
     """A whole number of seconds from the environment variable `name` (unset: `default`)."""
     text = os.environ.get(name, "").strip()
@@ -104,12 +130,15 @@ def open_storage(url: str, heartbeat: bool = True, must_exist: bool = False):
 
         try:
             return JournalStorage(JournalFileBackend(str(journal)))
-        except OSError as e:
-            raise StorageError(f"cannot open storage {url!r}: {e}") from None
+        except (OSError, ValueError) as e:  # ValueError: a file that is no journal (UnicodeDecodeError, JSON)
+            raise StorageError(f"cannot open storage {url!r}: {one_line(e, 200)}") from None
     path = sqlite_path(url)
     if path is not None:
         if must_exist and not path.exists():
             raise StorageError(f"no study database at {path} (storage {url})")
+        wrong = check_sqlite_kind(path, "studies", "an Optuna study database")
+        if wrong:
+            raise StorageError(f"storage {url}: {wrong}")
         # SQLite serialises writers; wait for the lock instead of failing with "database is locked".
         engine_kwargs = {"connect_args": {"timeout": 120}}
     else:

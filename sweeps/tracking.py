@@ -20,8 +20,6 @@ import queue
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -29,51 +27,22 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from thinker.errors import ThinkerError, one_line
+from thinker.errors import one_line
 from thinker.sweeps.storage import redact
+from thinker.sweeps.tracking_uri import TrackingError, check_tracking, resolve_tracking_uri
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's runs table, not GenAI
 SYSTEM_METRICS_SECONDS = 2
-DEFAULT_DB = "mlflow.db"  # MLflow's default tracking store since 3.7: sqlite:///mlflow.db
 BATCH_LIMIT = 1000  # MLflow's log_batch accepts at most 1000 metrics per call
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "KILLED": "KILLED"}  # trial state -> run status
 
 
-class TrackingError(ThinkerError):
-    """The tracking store cannot be used (unreachable server, bad URI, unknown run)."""
-
-
-def resolve_tracking_uri(uri: str | None) -> str:
-    """--tracking-uri, else MLFLOW_TRACKING_URI, else MLflow's default store: mlflow.db in this directory."""
-    if uri:
-        return uri
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    # MLflow's default store, spelled with an absolute path: MLflow caches stores by URI, so a
-    # relative one would keep pointing at whichever directory first used it.
-    return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
-
-
-def check_tracking(uri: str) -> None:
-    """Fail fast, writing nothing, when a tracking server does not answer."""
-    if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
-                if response.status == 200:
-                    return
-                raise TrackingError(f"tracking server {redact(uri)} answered {response.status} on /health")
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            reason = getattr(e, "reason", e)
-            raise TrackingError(f"tracking server {redact(uri)} is unreachable ({reason})") from None
-    scheme = uri.split(":", 1)[0]
-    if "://" not in uri and scheme not in ("databricks",):
-        raise TrackingError(f"tracking URI {redact(uri)!r} is not a URI (expected e.g. sqlite:///mlflow.db)")
-
-
-def client(uri: str) -> MlflowClient:
+def client(uri: str, must_exist: bool = False) -> MlflowClient:
     """A client for `uri` once it is known to answer: a server that does not would hang MLflow's own
-    retries for minutes, and a scheme MLflow has no store for raises its own exception type."""
-    check_tracking(uri)
+    retries for minutes, a scheme MLflow has no store for raises its own exception type, and an SQLite
+    file of another kind (an Optuna database) would get MLflow's tables added. `must_exist`: a reader's
+    store, which opening must not create."""
+    check_tracking(uri, must_exist)
     quiet_mlflow()
     try:
         found = MlflowClient(tracking_uri=uri)
@@ -222,7 +191,7 @@ def _start_system_metrics(run_id: str, uri: str) -> bool:
 
 def run_config(uri: str, run_id: str) -> dict:
     """The training config a trial run recorded (its `thinker.config` tag)."""
-    found = client(uri)
+    found = client(uri, must_exist=True)
     try:
         run = found.get_run(run_id)
     except MlflowException:
@@ -235,7 +204,7 @@ def run_config(uri: str, run_id: str) -> dict:
 
 def download_checkpoint(uri: str, run_id: str, dest: str) -> Path:
     """The model.pt a trial run (its `checkpoint/`) or a sweep's parent run (its `best_trial/`) holds."""
-    found = client(uri)
+    found = client(uri, must_exist=True)
     try:
         found.get_run(run_id)
     except MlflowException:
@@ -250,7 +219,7 @@ def download_checkpoint(uri: str, run_id: str, dest: str) -> Path:
 
 def log_metrics(uri: str, run_id: str, metrics: dict[str, float]) -> None:
     """Add metrics to an existing run (a trial's, after the fact)."""
-    found = client(uri)
+    found = client(uri, must_exist=True)
     try:
         log_now(found, run_id, metrics)
     except MlflowException as e:

@@ -72,6 +72,27 @@ def test_a_deleted_experiment_is_one_line_and_leaves_no_study():
     assert sweep("--trials", "1", "--study", "new", "--experiment", "copy-again").exit_code == 0
 
 
+def test_one_store_given_for_the_other_is_refused_and_left_as_it_was():
+    """Optuna and MLflow both keep SQLite files: opened on the other's, each would add its tables to it."""
+    assert sweep("--trials", "1", "--pruner", "none").exit_code == 0
+    Path("picture.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    before = {name: Path(name).read_bytes() for name in ("optuna.db", "mlflow.db")}
+    for args, message in [
+        (["report", "copy", "--storage", "sqlite:///mlflow.db"], "storage sqlite:///mlflow.db: mlflow.db is not an "
+                                                                 "Optuna study database (it holds MLflow's runs)"),
+        (["sweep", "copy", "--tracking-uri", "sqlite:///optuna.db"], "tracking URI sqlite:///optuna.db: optuna.db is "
+                                                                     "not an MLflow store (it holds Optuna's studies)"),
+        (["eval", "0123456789abcdef0123456789abcdef", "--tracking-uri", "sqlite:///optuna.db"], "is not an MLflow"),
+        (["eval", "0123456789abcdef0123456789abcdef", "--tracking-uri", "sqlite:///new.db"], "no MLflow store at"),
+        (["report", "copy", "--storage", "sqlite:///picture.png"], "picture.png is not an SQLite database"),
+        (["report", "copy", "--storage", "journal:picture.png"], "cannot open storage 'journal:picture.png'"),
+    ]:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and message in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert {name: Path(name).read_bytes() for name in before} == before and not Path("new.db").exists()
+
+
 def test_pruning_prunes_and_records_why():
     result = sweep("--trials", "8", "--sampler", "random", "--seed", "3")
     assert result.exit_code == 0, result.output

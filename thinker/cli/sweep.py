@@ -73,7 +73,7 @@ def sweep_command(
     from thinker.sweeps.logs import route_library_logs  # noqa: PLC0415
     from thinker.sweeps.space import load_space  # noqa: PLC0415
     from thinker.sweeps.storage import DEFAULT_STORAGE, check_url  # noqa: PLC0415
-    from thinker.sweeps.tracking import check_tracking, resolve_tracking_uri  # noqa: PLC0415
+    from thinker.sweeps.tracking_uri import check_tracking, resolve_tracking_uri  # noqa: PLC0415
 
     check_task(task)
     if timeout is not None and timeout <= 0:  # Typer's ranges cannot exclude their end

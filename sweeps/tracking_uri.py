@@ -1,0 +1,58 @@
+"""Which MLflow store a command talks to, checked before it is opened: no MLflow import here.
+
+    >>> check_tracking("junk")
+    Traceback (most recent call last):
+    thinker.sweeps.tracking_uri.TrackingError: tracking URI 'junk' is not a URI (expected e.g. sqlite:///mlflow.db)
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from thinker.errors import ThinkerError
+from thinker.sweeps.storage import check_sqlite_kind, redact, sqlite_path
+
+DEFAULT_DB = "mlflow.db"  # MLflow's default tracking store since 3.7: sqlite:///mlflow.db
+
+
+class TrackingError(ThinkerError):
+    """The tracking store cannot be used (unreachable server, bad URI, unknown run)."""
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else MLflow's default store: mlflow.db in this directory."""
+    if uri:
+        return uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    # MLflow's default store, spelled with an absolute path: MLflow caches stores by URI, so a
+    # relative one would keep pointing at whichever directory first used it.
+    return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
+def check_tracking(uri: str, must_exist: bool = False) -> None:
+    """Fail fast, writing nothing, when a tracking server does not answer, the URI is none, or an SQLite
+    store is a file of another kind (an Optuna database would get MLflow's tables added); `must_exist`:
+    a reader's store, which opening must not create."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
+                if response.status == 200:
+                    return
+                raise TrackingError(f"tracking server {redact(uri)} answered {response.status} on /health")
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            raise TrackingError(f"tracking server {redact(uri)} is unreachable ({reason})") from None
+    scheme = uri.split(":", 1)[0]
+    if "://" not in uri and scheme not in ("databricks",):
+        raise TrackingError(f"tracking URI {redact(uri)!r} is not a URI (expected e.g. sqlite:///mlflow.db)")
+    path = sqlite_path(uri) if scheme == "sqlite" else None
+    if path is not None:
+        if must_exist and not path.exists():
+            raise TrackingError(f"no MLflow store at {path} (tracking URI {uri})")
+        wrong = check_sqlite_kind(path, "experiments", "an MLflow store")
+        if wrong:
+            raise TrackingError(f"tracking URI {uri}: {wrong}")
