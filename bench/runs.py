@@ -11,7 +11,10 @@ cut sweep beat none from a killed one.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,20 +41,16 @@ def sweep(args: list[str], source: Path | None = None, monitor=None, plot: Path 
         if monitor is not None:
             monitor.start()
         started = time.perf_counter()
+        # its own process group, so that a sweep which will not stop can be killed with its workers
         proc = subprocess.Popen([sys.executable, "-S", "-m", "thinker", "sweep", *args], cwd=tmp, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=run_from(source or ROOT))
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=run_from(source or ROOT),
+                                start_new_session=True)
         cut = False
         try:
-            try:
-                stdout, stderr = proc.communicate(timeout=deadline)
-            except subprocess.TimeoutExpired:
-                cut = True
-                proc.terminate()  # as Ctrl-C: the sweep ends its trials and runs, prints its summary, exits 130
-                try:
-                    stdout, stderr = proc.communicate(timeout=PATIENCE)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    stdout, stderr = proc.communicate()
+            stdout, stderr = proc.communicate(timeout=deadline)
+        except subprocess.TimeoutExpired:
+            cut = True
+            stdout, stderr = stop(proc)
         except KeyboardInterrupt:
             stop(proc)
             raise
@@ -73,14 +72,14 @@ def sweep(args: list[str], source: Path | None = None, monitor=None, plot: Path 
     return summary
 
 
-def stop(proc: subprocess.Popen, grace: float = 5.0, patience: float = PATIENCE) -> None:
-    """End a sweep this bench started, as gently as it allows: a Ctrl-C at a terminal reached it too, so
-    give it `grace` seconds; then SIGTERM (the sweep ends its trials and workers); then kill it."""
-    for send, wait in ((None, grace), (proc.terminate, patience), (proc.kill, None)):
-        if send is not None:
-            send()
-        try:
-            proc.communicate(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def stop(proc: subprocess.Popen, patience: float = PATIENCE) -> tuple[str, str]:
+    """End a sweep this bench started; its stdout and stderr. SIGTERM first, as Ctrl-C: the sweep ends its
+    trials and workers, closes its runs, prints its summary. Past `patience` seconds, SIGKILL to its whole
+    process group: killed alone, its workers would train on as orphans, holding its pipes open."""
+    proc.terminate()
+    try:
+        return proc.communicate(timeout=patience)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return proc.communicate(timeout=30)

@@ -89,6 +89,16 @@ def sqlite_tables(path: Path) -> set[str] | None:
         return None
 
 
+def check_sqlite_store(path: Path, url: str, what: str, must_exist: bool, table: str, kind: str,
+                       error: type[ThinkerError]) -> None:
+    """`error` if the SQLite file of `url` is missing where it `must_exist`, or is not a `kind` database."""
+    if must_exist and not path.exists():
+        raise error(f"no {kind.removeprefix('an ')} at {path} ({what} {url})")
+    wrong = check_sqlite_kind(path, table, kind)
+    if wrong:
+        raise error(f"{what} {url}: {wrong}")
+
+
 def check_sqlite_kind(path: Path, table: str, kind: str) -> str | None:
     """Why an existing file at `path` is not a `kind` database (one with `table`), or None if it is one or
     holds no table yet: a store opened on another's file would add its own tables to it."""
@@ -134,11 +144,7 @@ def open_storage(url: str, heartbeat: bool = True, must_exist: bool = False):
             raise StorageError(f"cannot open storage {url!r}: {one_line(e, 200)}") from None
     path = sqlite_path(url)
     if path is not None:
-        if must_exist and not path.exists():
-            raise StorageError(f"no study database at {path} (storage {url})")
-        wrong = check_sqlite_kind(path, "studies", "an Optuna study database")
-        if wrong:
-            raise StorageError(f"storage {url}: {wrong}")
+        check_sqlite_store(path, url, "storage", must_exist, "studies", "an Optuna study database", StorageError)
         # SQLite serialises writers; wait for the lock instead of failing with "database is locked".
         engine_kwargs = {"connect_args": {"timeout": 120}}
     else:

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from thinker.errors import ThinkerError
-from thinker.sweeps.storage import check_sqlite_kind, redact, sqlite_path
+from thinker.sweeps.storage import check_sqlite_store, redact, sqlite_path
 
 DEFAULT_DB = "mlflow.db"  # MLflow's default tracking store since 3.7: sqlite:///mlflow.db
 
@@ -51,8 +51,4 @@ def check_tracking(uri: str, must_exist: bool = False) -> None:
         raise TrackingError(f"tracking URI {redact(uri)!r} is not a URI (expected e.g. sqlite:///mlflow.db)")
     path = sqlite_path(uri) if scheme == "sqlite" else None
     if path is not None:
-        if must_exist and not path.exists():
-            raise TrackingError(f"no MLflow store at {path} (tracking URI {uri})")
-        wrong = check_sqlite_kind(path, "experiments", "an MLflow store")
-        if wrong:
-            raise TrackingError(f"tracking URI {uri}: {wrong}")
+        check_sqlite_store(path, uri, "tracking URI", must_exist, "experiments", "an MLflow store", TrackingError)

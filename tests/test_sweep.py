@@ -232,7 +232,7 @@ def test_a_bad_heartbeat_setting_is_one_line(variable, monkeypatch):
     (["sweep", "copy", "--space", "/"], "space file /: cannot be read"),  # not "no space shipped for task"
     (["sweep", "copy", "--jobs", "100000"], "--jobs 100000: 100,000 worker processes need about 50,000 GiB"),
     (["sweep", "copy", "--device", "cpu", "--trials-per-device", "100000"], "100,000 worker processes need"),
-    (["report", "copy"], "no study database"),
+    (["report", "copy"], "no Optuna study database at optuna.db"),
     (["report"], "name a task or pass --study"),
     (["report", "copy", "--storage", "not a url", "--plot", "p.png"], "malformed storage URL"),
     (["report", "copy", "--plot", "."], "--plot '.' is a directory"),
