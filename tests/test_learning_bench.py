@@ -48,7 +48,7 @@ def test_thinking_summary_and_plot(tmp_path):
 
 @pytest.mark.parametrize("module, args, message", [
     ("learning", ["--seeds", "0,x"], "bench: error: --seeds takes integers like 0,1,2; got '0,x'"),
-    ("thinking", ["--jobs", "two"], "bench: error: argument --jobs: invalid int value: 'two'"),
+    ("thinking", ["--jobs", "two"], "bench: error: argument --jobs: must be a whole number above 0, got 'two'"),
     ("thinking", ["--colour"], "bench: error: unrecognized arguments: --colour"),
     ("thinking", ["--from-json", "/no/such.json"], "bench: error: --from-json: [Errno 2] No such file or directory: "
                                                    "'/no/such.json'"),
