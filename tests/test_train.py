@@ -202,8 +202,10 @@ def tensor_scheduled(step: TrainStep) -> TrainStep:
 
 def test_learning_rate_and_average_weight_in_tensors_train_exactly_as_floats():
     """A replayed graph reads both from tensors the host fills each step (`TrainStep.schedule`); AdamW's
-    decoupled weight decay then multiplies in float32 rather than in Python's float64, hence the tolerance
-    (a learning rate stuck at its first value would be off by far more: warmup changes it every step)."""
+    decoupled weight decay then multiplies in float32 rather than in Python's float64, hence the tolerance.
+    After 30 steps the averaged weights differ by up to 1.3e-6 on one CPU and 2.9e-6 on another (a
+    weight whose Adam denominator is tiny amplifies the rounding); a learning rate stuck at its first
+    value is off by 0.06 at most and 0.016 on average (warmup changes it every step)."""
     cfg = tiny_train(warmup_samples=512)
     plain, held = TrainStep(cfg, torch.device("cpu")), tensor_scheduled(TrainStep(cfg, torch.device("cpu")))
     losses, rates = [], []
@@ -214,7 +216,7 @@ def test_learning_rate_and_average_weight_in_tensors_train_exactly_as_floats():
     losses = torch.tensor(losses)
     torch.testing.assert_close(losses[:, 1], losses[:, 0], rtol=1e-5, atol=0)
     assert len(set(rates)) > 10
-    torch.testing.assert_close(held.average.flat, plain.average.flat, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(held.average.flat, plain.average.flat, rtol=1e-5, atol=5e-5)
 
 
 def test_restore_with_a_tensor_schedule_copies_into_the_live_tensors():
