@@ -106,6 +106,19 @@ def test_ctrl_c_in_a_command_is_one_line_and_exit_130(tmp_path, monkeypatch):
     assert result.exit_code == 130 and result.stderr.strip().splitlines()[-1] == "thinker: interrupted"
 
 
+def test_running_out_of_gpu_memory_is_one_line_and_exit_2(tmp_path, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB. GPU 0 has a total "
+                                          "capacity of 79.19 GiB\nof which 3.1 GiB is free.")
+
+    monkeypatch.setattr("thinker.cli.train.train", out_of_memory)
+    result = runner.invoke(app, ["train", "copy", *TINY, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "thinker: error: out of GPU memory (CUDA out of memory. Tried to allocate 40.00 GiB. GPU 0 has a total "
+        "capacity of 79.19 GiB); a smaller --batch-size, --steps or --d-model needs less")
+
+
 def test_ctrl_c_after_an_evaluation_saves_the_best_model_then_exit_130(tmp_path, monkeypatch):
     import thinker.cli.train as train_cli
     from tests.faults import error

@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 
 from thinker.cli import bench, predict, report, sweep, tasks, train
 from thinker.cli import eval as eval_
-from thinker.errors import ThinkerError
+from thinker.errors import ThinkerError, one_line
 
 
 class _Interrupted(Exception):
@@ -99,6 +99,10 @@ def _report(error: Exception) -> int:
     if type(error).__name__ == "Abort":  # Ctrl-C at a prompt
         print("thinker: interrupted", file=sys.stderr)
         return 130
+    if type(error).__name__ == "OutOfMemoryError":  # torch.cuda's: a smaller batch or model fits
+        print(f"thinker: error: out of GPU memory ({one_line(error, 200).removeprefix('OutOfMemoryError: ')}); "
+              f"a smaller --batch-size, --steps or --d-model needs less", file=sys.stderr)
+        return 2
     if os.environ.get("THINKER_DEBUG"):
         raise error
     print(f"thinker: internal error: {type(error).__name__}: {error} (THINKER_DEBUG=1 shows the traceback)",
