@@ -6,8 +6,9 @@
     >>> [(r["variant"], r["status"]) for r in rows]
     [('eager', 'ok'), ('tf32', 'skipped: tf32 needs CUDA'), ('batch=128', 'ok')]
 
-A variant the device cannot run is a `skipped: reason` row; running out of GPU memory is an `oom`
-row, and in the scan it ends the scan. The scan runs on the fastest variant measured (eager when
+A variant the device cannot run is a `skipped: reason` row; running out of GPU memory, or a CPU
+row that cannot fit in the machine's memory (`thinker.training.memory`), is an `oom` row, and in the
+scan it ends the scan. The scan runs on the fastest variant measured (eager when
 none ran), so it answers "how far does batch size take the best configuration".
 """
 
@@ -25,6 +26,7 @@ from thinker.bench.variants import VARIANTS, Variant, skip_reason
 from thinker.device import configure_torch, current, release_memory
 from thinker.errors import one_line
 from thinker.training import TrainConfig
+from thinker.training.memory import WontFit
 
 PLATEAU_GAIN = 1.10  # a scan step adding under 10% tokens/s: throughput has stopped growing
 OnRow = Callable[[str, "dict | None"], None]  # (label, None) before a row, (label, row) after
@@ -84,7 +86,7 @@ def run_one(variant: Variant, label: str, cfg: TrainConfig, device: torch.device
         with current(device):
             row = measure(variant, cfg, device, warmup=warmup, iters=iters, min_seconds=min_seconds,
                           peak=peak, label=label, profile_dir=profile_dir)
-    except torch.cuda.OutOfMemoryError:
+    except (torch.cuda.OutOfMemoryError, WontFit):
         status = "oom"
     except Exception as e:  # a failing torch.compile, an op missing for bf16 on this CPU, ...
         if os.environ.get("THINKER_DEBUG"):

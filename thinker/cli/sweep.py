@@ -132,11 +132,10 @@ def failed(summary: dict) -> str:
 
 def place_workers(device, gpus: list[int], per_device: str, jobs: int | None):
     """--jobs as given, else --trials-per-device on each GPU (or on the CPU)."""
-    import psutil  # noqa: PLC0415
-
     from thinker.sweeps.placement import Placement, check_host_memory, plan_workers  # noqa: PLC0415
+    from thinker.training.memory import available_bytes  # noqa: PLC0415
 
-    available = psutil.virtual_memory().available / 2**30
+    available = available_bytes() / 2**30
     if device.type == "cuda" and not gpus:
         gpus = [device.index if device.index is not None else 0]
     if jobs is not None:

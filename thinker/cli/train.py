@@ -39,6 +39,7 @@ from thinker.outputs import check_writable_dir
 from thinker.tasks import make_task
 from thinker.training import save_checkpoint, train
 from thinker.training.checkpoint import CHECKPOINT
+from thinker.training.memory import check_fits
 
 # CLI flag -> TrainConfig field, for the flags that map one to one
 FLAGS = ("steps", "latent", "batch_size", "lr", "d_model", "n_heads", "n_layers", "max_samples",
@@ -93,6 +94,7 @@ def train_command(
     cfg = build_config(base, {**flags, "device": device, "seed": seed})
     make_task(cfg.task, **cfg.task_options)  # a bad task option fails here, before anything is written
     dev, reason = pick_device(device)
+    check_fits(cfg, dev)  # before a word is printed (the trainer checks again as it builds the step)
     if out is not None and (out / CHECKPOINT).exists() and not overwrite:
         raise UsageError(f"--out {str(out)!r} already holds a trained model ({CHECKPOINT}); choose another folder "
                          f"or pass --overwrite")

@@ -27,6 +27,7 @@ from torch.profiler import record_function
 from thinker.model import Thinker
 from thinker.tasks import PAD, make_task
 from thinker.training.config import TrainConfig
+from thinker.training.memory import check_fits
 from thinker.training.timing import PhaseTimer
 
 # (samples seen, loss) -> loss: lets tests poison or break a step; None in every real run
@@ -102,6 +103,7 @@ class TrainStep:
     def __init__(self, cfg: TrainConfig, device: torch.device, fused: bool | None = None) -> None:
         self.cfg, self.device = cfg, device
         self.task = make_task(cfg.task, **cfg.task_options)
+        check_fits(cfg, device, task=self.task)  # on a CPU, before the out-of-memory killer would find out
         self.model_config = cfg.model_config(self.task)
         with seeded(cfg.seed, device):
             self.model = Thinker(self.model_config).to(device)
