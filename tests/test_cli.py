@@ -96,6 +96,19 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args", [["train", "copy", "--out"], ["bench", "--json"], ["bench", "--profile"],
+                                  ["report", "addition", "--csv"], ["report", "addition", "--plot"],
+                                  ["eval", "RUN", "--csv"], ["sweep", "addition", "--space"]])
+def test_an_empty_path_is_refused_not_read_as_the_current_directory(args, tmp_path, monkeypatch):
+    """`--out "$RUN_DIR"` with the variable unset: Path("") is ".", and the run would land wherever it started."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, [*args, ""])
+    assert result.exit_code == 2
+    message = f"Invalid value for '{args[-1]}': an empty path (an unset variable?)"
+    assert result.stderr.strip() == f"thinker: error: {message}"
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
 def test_ctrl_c_in_a_command_is_one_line_and_exit_130(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):

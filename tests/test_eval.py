@@ -159,6 +159,8 @@ def test_predict_reads_stdin_and_writes_json_lines(addition_run):
 
 @pytest.mark.parametrize("args, message", [
     (["eval", "no/such/run"], "no/such/run: no such run directory or checkpoint file"),
+    (["eval", ""], "no run given (an empty name): pass a run directory, a model.pt, STUDY:NUMBER or an MLflow run id"),
+    (["predict", " ", "1+1"], "no run given (an empty name)"),
     (["eval", "RUN", "--steps", "two"], "--steps takes integers like 1,2,4; got 'two'"),
     (["eval", "RUN", "--steps", "0"], "--steps must be at least 1, got 0"),
     (["eval", "BROKEN"], "not a thinker checkpoint"),

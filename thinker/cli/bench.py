@@ -19,6 +19,7 @@ from thinker.bench.report import document, last_line, log_mlflow, table, write_j
 from thinker.bench.suite import run_suite
 from thinker.bench.variants import DEFAULT_BATCH_SIZES, DEFAULT_VARIANTS, VARIANTS, parse_batch_sizes, parse_variants
 from thinker.cli.options import (
+    PATH,
     Device,
     DModel,
     Latent,
@@ -81,10 +82,10 @@ def bench_command(
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (0: torch's default).")] = None,
     seed: Seed = 0,
     option: TaskOptions = None,
-    profile: Annotated[Path | None, typer.Option(
+    profile: Annotated[Path | None, typer.Option(**PATH,
         help="Write a torch.profiler chrome trace of a few steps of each variant here (trace-VARIANT.json), "
              "and a table of the ops that took the most time beside it (.txt).")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the JSON document here.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the JSON document here.", **PATH)] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow", help="Log the bench as a run in the `bench` experiment.")]
     = False,
     tracking_uri: TrackingUri = None,

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from thinker.cli.options import Device, Storage, TrackingUri
+from thinker.cli.options import PATH, Device, Storage, TrackingUri
 from thinker.cli.progress import progress_bar
 from thinker.cli.source import Source, open_source
 from thinker.device import configure_torch
@@ -49,7 +49,7 @@ def eval_command(
         help="Thinking steps to evaluate with (test-time thinking), or a list: 1,2,4,8 [default: as trained].")
                      ] = None,
     show: Annotated[int, typer.Option(min=0, help="Wrong problems to show, decoded.")] = 10,
-    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write every wrong problem to this CSV file.")
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write every wrong problem to this CSV file.", **PATH)
                         ] = None,
     mlflow: Annotated[bool, typer.Option(
         "--mlflow", help="Log the figures to MLflow: onto the trial's run, or a new run in experiment 'eval'.")

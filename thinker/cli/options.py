@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,6 +21,20 @@ from thinker.training import TrainConfig
 class UsageError(ThinkerError):
     """Bad command-line input that no library checks (a malformed option value, say)."""
 
+
+def given_path(text: str) -> Path:
+    """A path option's value; an empty one is refused rather than read as "." (the current directory):
+    `--out "$RUN_DIR"` with the variable unset would otherwise write into wherever the command ran.
+
+    >>> given_path("runs/a")
+    PosixPath('runs/a')
+    """
+    if not str(text).strip():
+        raise typer.BadParameter("an empty path (an unset variable?)")
+    return Path(text)
+
+
+PATH = {"parser": given_path, "metavar": "PATH"}  # for every path option: typer.Option(..., **PATH)
 
 Device = Annotated[str, typer.Option("--device", help=f"One of {', '.join(DEVICES)} (or cuda:N).")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for weights, data and samplers.")]

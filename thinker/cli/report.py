@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from thinker.cli.options import Storage, UsageError
+from thinker.cli.options import PATH, Storage, UsageError
 from thinker.outputs import check_apart, check_writable_file, ready_to_write
 
 
@@ -23,8 +23,8 @@ def report_command(
     study: Annotated[str | None, typer.Option(help="Study name [default: the task].")] = None,
     storage: Storage = None,
     top: Annotated[int, typer.Option(min=1, help="How many trials to show.")] = 10,
-    csv: Annotated[Path | None, typer.Option(help="Also write every trial to this CSV file.")] = None,
-    plot: Annotated[Path | None, typer.Option(
+    csv: Annotated[Path | None, typer.Option(help="Also write every trial to this CSV file.", **PATH)] = None,
+    plot: Annotated[Path | None, typer.Option(**PATH,
         help="Also draw the study to this PNG: learning curves, value by trial, importances.")] = None,
 ) -> None:
     """Show the best trials of a sweep (value, params, samples, seconds, state) and what mattered."""

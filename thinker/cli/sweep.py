@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from thinker.cli.options import (
+    PATH,
     Device,
     Seed,
     Storage,
@@ -46,7 +47,7 @@ def parse_gpus(text: str | None) -> list[int]:
 def sweep_command(
     task: Annotated[str, typer.Argument(help="Task name (see `thinker tasks`).")],
     trials: Annotated[int, typer.Option(min=1, help="Target number of finished trials in the study.")] = 50,
-    space: Annotated[Path | None, typer.Option(help="Search space TOML [default: the task's own].")] = None,
+    space: Annotated[Path | None, typer.Option(help="Search space TOML [default: the task's own].", **PATH)] = None,
     sampler: Annotated[str, typer.Option(help=f"One of {', '.join(SAMPLERS)}.")] = "tpe",
     pruner: Annotated[str, typer.Option(help=f"One of {', '.join(PRUNERS)}.")] = "hyperband",
     objective: Annotated[str, typer.Option(help=f"One of {', '.join(OBJECTIVES)}.")] = "accuracy",

@@ -17,6 +17,7 @@ import typer
 
 from thinker.cli.curves import draw_curves
 from thinker.cli.options import (
+    PATH,
     Device,
     DModel,
     Latent,
@@ -69,7 +70,7 @@ def train_command(
     device: Device = "auto",
     seed: Seed = 0,
     option: TaskOptions = None,
-    out: Annotated[Path | None, typer.Option(help="Output directory [default: runs/TASK-TIME].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory [default: runs/TASK-TIME].", **PATH)] = None,
     overwrite: Annotated[bool, typer.Option(
         help="Train into an --out folder that already holds a trained model, replacing it.")] = False,
     from_trial: Annotated[str | None, typer.Option(

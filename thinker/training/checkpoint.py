@@ -54,6 +54,9 @@ class Checkpoint:
 
 def checkpoint_path(source) -> Path:
     """A run directory (holding model.pt) or a model.pt itself; CheckpointError if there is none."""
+    if not str(source).strip():  # Path("") is the current directory: an unset variable, not a choice
+        raise CheckpointError("no run given (an empty name): pass a run directory, a model.pt, STUDY:NUMBER or "
+                              "an MLflow run id")
     path = Path(source)
     if path.is_dir():
         path = path / CHECKPOINT
