@@ -28,6 +28,8 @@ def summarize(study: optuna.Study, settings: SweepSettings, parent_id: str | Non
         "samples_total": sum(int(t.user_attrs.get("samples", 0)) for t in trials),
         "sweep_seconds": round(seconds, 2), "storage": redact(settings.storage),
         "tracking_uri": redact(settings.tracking_uri), "parent_run_id": parent_id,
+        "last_failure": next((t.user_attrs.get("fail_reason") for t in reversed(trials)
+                              if t.state.name == "FAIL" and t.user_attrs.get("fail_reason") != "interrupted"), None),
     }
     if len(settings.directions) == 1:
         try:

@@ -142,7 +142,17 @@ def test_a_lost_device_stops_its_worker_instead_of_failing_every_trial(monkeypat
     assert [t.state.name for t in trials] == ["FAIL"], result.output
     assert "illegal memory access" in trials[0].user_attrs["fail_reason"]
     assert "device is unusable" in trials[0].user_attrs["fail_reason"]
-    assert json.loads(result.stdout.strip().splitlines()[-1])["status"] == "stopped"
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "stopped" and "illegal memory access" in summary["last_failure"]
+    assert result.exit_code == 1  # a sweep its failures stopped is no success
+    assert result.stderr.strip().splitlines()[-1].startswith("stopped: its trials kept failing; the last: ")
+
+
+def test_a_sweep_stopped_by_its_timeout_is_a_success():
+    result = sweep("--trials", "50", "--timeout", "1")
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "stopped" and summary["finished"] < 50 and summary["last_failure"] is None
+    assert result.exit_code == 0, result.output
 
 
 def test_nan_once_recovers_inside_the_trial(monkeypatch):
