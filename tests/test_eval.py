@@ -94,7 +94,9 @@ def test_problems_at_enumerates_each_problem_once():
     ("addition", "12345 + 1", "12345 is out of range; operands are 0..3e8"),
     ("addition", "3e8 - 1", "write a problem as A + B"),
     ("multiply", "ff + 2", "write a problem as A * B"),
-    ("copy", "0 1 2", "copy takes 8 symbols (12 for a longer-than-training problem), got 3"),
+    ("copy", "0 1 2", "copy takes 8 symbols (12 for a longer-than-training problem) separated by spaces or commas, "
+                      "got 3"),
+    ("copy", "01234567", "separated by spaces or commas, got 1"),
     ("copy", "0 1 2 3 4 5 6 x", "unknown symbol 'x'; symbols are 0..10"),
     ("flip", "0 1 2 3 4 5 6 11", "unknown symbol '11'"),
     ("copy", "0 1 2 3 4 5 6 \u00b2", "unknown symbol '\u00b2'"),  # a superscript two: a digit to str.isdigit

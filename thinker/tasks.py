@@ -229,7 +229,8 @@ class _SequenceTask(Task):
     def _symbols(self, words: list[str], text: str) -> tuple[list[int], bool]:
         if len(words) not in (self.length, self.long_length):
             raise ProblemError(f"{text.strip()!r}: {self.name} takes {self.length} symbols ({self.long_length} "
-                               f"for a longer-than-training problem), got {len(words)}")
+                               f"for a longer-than-training problem) separated by spaces or commas, got "
+                               f"{len(words)}")
         bad = [w for w in words if not (w.isdecimal() and int(w) < self.alphabet)]
         if bad:
             raise ProblemError(f"{text.strip()!r}: unknown symbol {bad[0]!r}; symbols are 0..{self.alphabet - 1}")
