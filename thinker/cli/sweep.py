@@ -108,9 +108,7 @@ def sweep_command(
                      f"(target {s['trials_target']}); raise --trials to add more")
     else:
         best = s.get("best_value")
-        over = s["finished"] > s["trials_target"]  # trials still running at the target ran to their end
-        count = f"{s['finished']} (target {s['trials_target']})" if over else f"{s['finished']}/{s['trials_target']}"
-        stderr.print(f"{outcome.status}: {count} trials finished "
+        stderr.print(f"{outcome.status}: {finished_count(s['finished'], s['trials_target'])} "
                      f"({s['complete']} complete, {s['pruned']} pruned, {failed(s)}) in "
                      f"{s['sweep_seconds']:.0f}s; best value {best if best is not None else '-'}"
                      + (f" (trial {s['best_trial']})" if s.get("best_trial") is not None else ""))
@@ -127,6 +125,17 @@ def sweep_command(
         # not the --timeout: the workers gave up on trials that kept failing (or on a lost device)
         stderr.print(f"stopped: its trials kept failing; the last: {s.get('last_failure') or '-'}")
         raise typer.Exit(1)
+
+
+def finished_count(finished: int, target: int) -> str:
+    """'3/4 trials finished', or past the target (the trials running when it was reached ran to their end):
+
+    >>> finished_count(5, 4)
+    '5 trials finished (4 asked for, 1 more running then)'
+    """
+    if finished <= target:
+        return f"{finished}/{target} trials finished"
+    return f"{finished} trials finished ({target} asked for, {finished - target} more running then)"
 
 
 def failed(summary: dict) -> str:
