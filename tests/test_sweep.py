@@ -339,3 +339,16 @@ def test_invocations_starting_together_keep_each_others_parent_runs():
     record_parent(first, "a")
     record_parent(second, "b")
     assert sorted(parent_runs(first)) == ["a", "b", "old"]
+
+
+def test_report_on_80_columns_wraps_between_parameters_not_inside_one(monkeypatch):
+    params = {"batch_size": 64, "lr": 0.001325, "steps": 2, "latent": 3, "d_model": 64, "n_layers": 1,
+              "clip_norm": 2.245, "warmup_samples": 4096}
+    distributions = {k: optuna.distributions.CategoricalDistribution([v]) for k, v in params.items()}
+    made = optuna.create_study(study_name="copy", storage="sqlite:///optuna.db", direction="maximize")
+    made.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=0.5,
+                                             user_attrs={"exact_match": 0.5, "samples": 4096, "train_seconds": 3.2}))
+    monkeypatch.setenv("COLUMNS", "80")
+    result = runner.invoke(app, ["report", "copy"])
+    assert result.exit_code == 0, result.output
+    assert all(f"{k}={v}" in result.stdout for k, v in params.items()), result.stdout

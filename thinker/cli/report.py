@@ -16,6 +16,8 @@ from rich.table import Table
 from thinker.cli.options import PATH, Storage, UsageError
 from thinker.outputs import check_apart, check_writable_file, ready_to_write
 
+HEADERS = {"exact_match": "exact", "train_seconds": "seconds"}  # short: the parameters need the width
+
 
 def report_command(
     task: Annotated[str | None, typer.Argument(help="Task whose study to show (studies are named after tasks).")
@@ -49,9 +51,10 @@ def report_command(
     param_columns = [c for c in rows.columns if c.startswith("param.")]
     value_columns = [c for c in rows.columns if c.startswith("value")]
     shown = ("trial", "state", *value_columns, "exact_match", "samples", "train_seconds")
-    table = Table(title=f"study {name!r}: best trials", box=None)
+    # narrow headers and no edge padding leave room for the parameters on an 80-column terminal
+    table = Table(title=f"study {name!r}: best trials", box=None, pad_edge=False)
     for column in shown:
-        table.add_column(column.replace("_", " "), justify="right", no_wrap=True)
+        table.add_column(HEADERS.get(column, column.replace("_", " ")), justify="right", no_wrap=True)
     table.add_column("params / reason", overflow="fold")
     for _, row in rows.iterrows():
         params = " ".join(f"{c.removeprefix('param.')}={_fmt(row.get(c))}" for c in param_columns)
