@@ -111,7 +111,8 @@ def _show_one(console: Console, found: Source, exam: Exam, show: int) -> None:
     steps_note = f"{exam.steps} thinking steps" + (f" (trained with {trained})" if exam.steps != trained else "")
     title = (f"{task.name} · {found.label} · {exam.mode}: {exam.scores.size:,} problems"
              f"{'' if exam.long is None else f' + {exam.long.size:,} longer'} in {exam.seconds:.1f}s · {steps_note}")
-    table = Table("split", "problems", "wrong", "exact match", "token accuracy", title=title, box=None)
+    console.print(title, style="bold", markup=False)  # a line of its own: as a table title it wraps to the table
+    table = Table("split", "problems", "wrong", "exact match", "token accuracy", box=None)
     for split, row in exam.figures().items():
         table.add_row(SPLITS[split], f"{row['problems']:,}", f"{row['wrong']:,}", f"{row['exact_match']:.4%}",
                       f"{row['token_accuracy']:.4%}")
@@ -144,9 +145,9 @@ def describe_wrong(exam: Exam, i: int) -> str:
 def _show_steps(console: Console, found: Source, exams: list[Exam]) -> None:
     trained = found.checkpoint.model.cfg.steps
     splits = list(exams[0].figures())
-    table = Table("steps", *(f"{SPLITS[s]} exact match" for s in splits), "seconds",
-                  title=f"{exams[0].task.name} · {found.label}: thinking steps at test time (trained with {trained})",
-                  box=None)
+    console.print(f"{exams[0].task.name} · {found.label}: thinking steps at test time (trained with {trained})",
+                  style="bold", markup=False)
+    table = Table("steps", *(f"{SPLITS[s]} exact match" for s in splits), "seconds", box=None)
     for exam in exams:
         figures = exam.figures()
         table.add_row(f"{exam.steps}{' (trained)' if exam.steps == trained else ''}",
