@@ -30,7 +30,7 @@ def test_piped_output_is_quiet_has_records_and_ends_with_one_json_line(tmp_path,
     assert not LIBRARY_LINES.search(result.output), result.output
     err = result.stderr
     assert re.search(r"#0 complete value [\d.]+ in \d+s", err) and "#2 complete" in err
-    assert "finished: 3/3 trials finished (3 complete, 0 pruned, 0 failed)" in err
+    assert re.search(r"finished: 3/3 trials finished in \d+s: 3 complete, 0 pruned, 0 failed; best value", err)
     log = re.search(r"MLflow's and Optuna's own messages: (\S+)", err).group(1)
     assert Path(log).is_file() and "mlflow" in Path(log).read_text()
     assert "next:" in err and f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db" in err

@@ -108,9 +108,9 @@ def sweep_command(
                      f"(target {s['trials_target']}); raise --trials to add more")
     else:
         best = s.get("best_value")
-        stderr.print(f"{outcome.status}: {finished_count(s['finished'], s['trials_target'])} "
-                     f"({s['complete']} complete, {s['pruned']} pruned, {failed(s)}) in "
-                     f"{s['sweep_seconds']:.0f}s; best value {best if best is not None else '-'}"
+        stderr.print(f"{outcome.status}: {finished_count(s['finished'], s['trials_target'])} in "
+                     f"{s['sweep_seconds']:.0f}s: {s['complete']} complete, {s['pruned']} pruned, {failed(s)}; "
+                     f"best value {best if best is not None else '-'}"
                      + (f" (trial {s['best_trial']})" if s.get("best_trial") is not None else ""))
     if forecast.summary():
         stderr.print(forecast.summary())
