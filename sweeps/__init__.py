@@ -6,6 +6,7 @@ Read in the order a sweep runs:
 - `space`: search spaces as TOML files, one per task in `spaces/`
 - `algorithms`: Optuna samplers and pruners by name
 - `storage`: the Optuna storage (the one place Optuna storages are opened)
+- `first_open`: opening a store other workers are creating at the same moment
 - `study`: create, check and load the study
 - `tracking`: MLflow (the one place MLflow is imported for sweeps)
 - `objective`: one trial: suggest, train, report, log

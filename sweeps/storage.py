@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from thinker.errors import ThinkerError, one_line
+from thinker.sweeps.first_open import opened_together
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 JOURNAL = "journal:"
@@ -155,7 +156,7 @@ def open_storage(url: str, heartbeat: bool = True, must_exist: bool = False):
                      grace_period=env_seconds("THINKER_GRACE_SECONDS", GRACE_SECONDS),
                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, **beats)
+        return opened_together(lambda: RDBStorage(url, engine_kwargs=engine_kwargs, **beats))
     except ModuleNotFoundError as e:
         raise StorageError(f"storage {redact(url)!r} needs the database driver {e.name!r} (pip install it)") from None
     except Exception as e:  # sqlalchemy OperationalError and friends: unreachable, refused, bad auth

@@ -28,6 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from thinker.errors import one_line
+from thinker.sweeps.first_open import opened_together
 from thinker.sweeps.storage import redact
 from thinker.sweeps.tracking_uri import TrackingError, check_tracking, resolve_tracking_uri
 
@@ -45,7 +46,7 @@ def client(uri: str, must_exist: bool = False) -> MlflowClient:
     check_tracking(uri, must_exist)
     quiet_mlflow()
     try:
-        found = MlflowClient(tracking_uri=uri)
+        found = opened_together(lambda: MlflowClient(tracking_uri=uri))
         found.search_experiments(max_results=1)  # the store opens here, not at the first real call
         return found
     except MlflowException as e:
@@ -63,7 +64,7 @@ class Tracker:
     def __init__(self, uri: str, experiment: str) -> None:
         quiet_mlflow()
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = opened_together(lambda: MlflowClient(tracking_uri=uri))
         try:
             found = self.client.get_experiment_by_name(experiment)
             self.experiment_id = found.experiment_id if found else self.client.create_experiment(

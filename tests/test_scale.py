@@ -18,9 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
+import psycopg
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+
+from tests.test_first_open import at_once
+from thinker.sweeps.storage import open_storage
 
 PG = os.environ.get("THINKER_TEST_POSTGRES")
 SPACE = Path(__file__).parent / "fixtures" / "tiny_copy.toml"
@@ -91,10 +95,13 @@ def worker(study: str, trials: int, space: Path, tracking: str, cwd: Path) -> su
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def wait_for_running_trial(study: str, pid: int, timeout: float = 90) -> None:
-    deadline = time.time() + timeout
+def wait_for_running_trial(study: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline, pid = time.time() + timeout, proc.pid
     with postgres() as storage:
         while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"worker {pid} exited ({proc.returncode}) before it started a trial: "
+                            f"{proc.stderr.read()[-2000:]}")
             try:
                 s = optuna.load_study(study_name=study, storage=storage)
                 if any(t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{pid}")
@@ -113,12 +120,42 @@ def server_runs(tracking: str, experiment: str):
 
 
 @needs_pg
+def test_workers_starting_together_on_an_empty_database_all_open_it():
+    # Each creates Optuna's and MLflow's tables; before, all but one failed ("duplicate key value
+    # violates unique constraint"), as the workers of `docker compose ... up --scale worker=4` would.
+    schemas = [f"fresh_{uuid.uuid4().hex[:8]}" for _ in ("optuna", "mlflow")]  # as two databases would be
+    with psycopg.connect(PG, autocommit=True) as db:
+        for schema in schemas:
+            db.execute(f"CREATE SCHEMA {schema}")
+    try:
+        storage, tracking = (f"{PG}?options=-csearch_path%3D{schema}" for schema in schemas)
+        assert at_once(4, lambda: open_storage(storage).engine.dispose()) == ["ok"] * 4
+        # MLflow opens one store per URL in a process, so these are processes, released together once imported
+        code = ("from thinker.sweeps.tracking import Tracker; import sys; print('ready', flush=True); input(); "
+                "Tracker(sys.argv[1], 'fresh')")
+        tracking = tracking.replace("postgresql:", "postgresql+psycopg:")
+        trackers = [subprocess.Popen([sys.executable, "-c", code, tracking],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    for _ in range(3)]
+        assert [p.stdout.readline() for p in trackers] == ["ready\n"] * 3
+        for p in trackers:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        errors = [p.communicate(timeout=180)[1] for p in trackers]
+        assert [p.returncode for p in trackers] == [0] * 3, [e[-1000:] for e in errors]
+    finally:
+        with psycopg.connect(PG, autocommit=True) as db:
+            for schema in schemas:
+                db.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@needs_pg
 def test_two_workers_one_killed_then_a_fresh_one(mlflow_server, tmp_path):
     study_name = f"scale-{uuid.uuid4().hex[:8]}"
     space, n = slow_space(tmp_path), 5
     a = worker(study_name, n, space, mlflow_server, tmp_path)
     b = worker(study_name, n, space, mlflow_server, tmp_path)
-    wait_for_running_trial(study_name, a.pid)
+    wait_for_running_trial(study_name, a)
     time.sleep(1.0)
     a.kill()  # SIGKILL mid-trial: no cleanup runs in that worker
     a.wait()
@@ -163,7 +200,7 @@ def test_two_workers_one_killed_then_a_fresh_one(mlflow_server, tmp_path):
 def test_sigint_to_a_worker_leaves_no_running_run(mlflow_server, tmp_path):
     study_name = f"sigint-{uuid.uuid4().hex[:8]}"
     w = worker(study_name, 3, slow_space(tmp_path), mlflow_server, tmp_path)
-    wait_for_running_trial(study_name, w.pid)
+    wait_for_running_trial(study_name, w)
     time.sleep(1.0)
     w.send_signal(signal.SIGINT)
     out, err = w.communicate(timeout=60)
