@@ -73,25 +73,26 @@ def run_sweep(settings: SweepSettings, watch: Watch | None = None) -> Outcome:
         started = time.perf_counter()
         try:
             record_parent(study, parent_id)
-            status = "finished"
+            status, gave_up = "finished", None
             try:
                 interrupt.check()  # stopped while the study was being set up: start no trial
                 with watch(Started(settings, done, parent_id)) if watch else contextlib.nullcontext():
                     if settings.jobs == 1:
-                        run_worker(settings, parent_id, interrupt)
+                        gave_up = run_worker(settings, parent_id, interrupt)
                     else:
-                        run_processes(settings, parent_id, interrupt)
+                        gave_up = run_processes(settings, parent_id, interrupt)
             except KeyboardInterrupt:
                 status = "interrupted"
             elapsed = time.perf_counter() - started
             study = optuna.load_study(study_name=settings.study, storage=storage)
             if status == "finished" and count(study) < settings.trials:
-                status = "stopped"  # the timeout, or too many failures
+                status = "stopped"  # the timeout, or the workers gave up
             if interrupt.requested:
                 status = "interrupted"  # also a stop that came while the last trial was being recorded
             close_dead_trial_runs(study, tracker)
             close_abandoned_parents(study, settings, tracker, parent_id)
-            summary = {**summarize(study, settings, parent_id, elapsed), "experiment_id": tracker.experiment_id}
+            summary = {**summarize(study, settings, parent_id, elapsed), "experiment_id": tracker.experiment_id,
+                       "stop_reason": stop_reason(gave_up, settings) if status == "stopped" else None}
             finish_parent(tracker, study, settings, parent_id, summary,
                           "KILLED" if status == "interrupted" else "FINISHED")
         except BaseException as e:  # a second signal during the wrap-up, a lost database, a bug
@@ -106,3 +107,15 @@ def run_sweep(settings: SweepSettings, watch: Watch | None = None) -> Outcome:
                 raise
             return Outcome("interrupted", summarize(study, settings, parent_id, time.perf_counter() - started))
     return Outcome(status, summary)
+
+
+def stop_reason(gave_up: str | None, settings: SweepSettings) -> str:
+    """Why a sweep stopped short of its target: what its workers gave up on, else its --timeout.
+
+    >>> stop_reason(None, SweepSettings(task="copy", trials=3, study="s", storage="", tracking_uri="",
+    ...                                 experiment="e", space="copy", timeout=60))
+    'timeout'
+    """
+    if gave_up:
+        return gave_up
+    return "timeout" if settings.timeout else "the workers stopped without saying why"

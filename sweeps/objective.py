@@ -86,6 +86,7 @@ class Objective:
         self.space = load_space(settings.space)
         self.tracker = Tracker(settings.tracking_uri, settings.experiment)
         self.device = settings.device
+        self.device_gone = False  # set when a trial left the device unusable in this process: the worker stops
         if settings.gpus:
             self.device = f"cuda:{settings.gpus[worker % len(settings.gpus)]}"
 
@@ -145,6 +146,7 @@ class Objective:
             trial.set_user_attr("fail_reason", reason)
             run.finish("FAIL", reason)
             if lost:
+                self.device_gone = True
                 trial.study.stop()
             else:
                 release_memory()

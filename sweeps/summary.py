@@ -55,6 +55,8 @@ def finish_parent(tracker: Tracker, study: optuna.Study, settings: SweepSettings
     tags = {"status": status.lower()}
     if summary.get("best_trial") is not None:
         tags["best_trial"] = str(summary["best_trial"])
+    if summary.get("stop_reason"):
+        tags["stop_reason"] = summary["stop_reason"]
     try:
         plots = render_plots(study, settings)
         if plots:

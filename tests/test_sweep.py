@@ -145,14 +145,28 @@ def test_a_lost_device_stops_its_worker_instead_of_failing_every_trial(monkeypat
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["status"] == "stopped" and "illegal memory access" in summary["last_failure"]
     assert result.exit_code == 1  # a sweep its failures stopped is no success
-    assert result.stderr.strip().splitlines()[-1].startswith("stopped: its trials kept failing; the last: ")
+    assert summary["stop_reason"] == "its trials kept failing"
+    assert result.stderr.strip().splitlines()[-1].startswith("stopped: its trials kept failing; the last failure: ")
 
 
 def test_a_sweep_stopped_by_its_timeout_is_a_success():
     result = sweep("--trials", "50", "--timeout", "1")
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["status"] == "stopped" and summary["finished"] < 50 and summary["last_failure"] is None
+    assert summary["stop_reason"] == "timeout"
     assert result.exit_code == 0, result.output
+    _, parents, _ = runs()
+    assert parents[0].data.tags["stop_reason"] == "timeout"
+
+
+def test_failures_that_stop_a_sweep_after_its_timeout_passed_are_no_success(monkeypatch):
+    # The trial outlasts the timeout, then loses its device: the workers gave up, the timeout stopped nothing.
+    inject(monkeypatch, {0: device_crash(1024)})
+    result = sweep("--trials", "4", "--pruner", "none", "--timeout", "0.1")
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "stopped" and summary["sweep_seconds"] > 0.1
+    assert summary["stop_reason"] == "its trials kept failing"
+    assert result.exit_code == 1, result.output
 
 
 def test_nan_once_recovers_inside_the_trial(monkeypatch):

@@ -121,9 +121,8 @@ def sweep_command(
     if outcome.status == "interrupted":
         stderr.print("interrupted: rerun the same command to resume the study")
         raise typer.Exit(130)
-    if outcome.status == "stopped" and not (timeout and s["sweep_seconds"] >= timeout):
-        # not the --timeout: the workers gave up on trials that kept failing (or on a lost device)
-        stderr.print(f"stopped: its trials kept failing; the last: {s.get('last_failure') or '-'}")
+    if outcome.status == "stopped" and s["stop_reason"] != "timeout":  # the workers gave up, or one died
+        stderr.print(f"stopped: {s['stop_reason']}; the last failure: {s.get('last_failure') or '-'}")
         raise typer.Exit(1)
 
 
