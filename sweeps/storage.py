@@ -72,6 +72,30 @@ def check_url(url: str) -> str:
     return url
 
 
+def same_database(storage: str, tracking: str) -> bool:
+    """Whether an Optuna storage URL and an MLflow tracking URI name one database: each store keeps an
+    `alembic_version` table of its own revisions, so the second to open it would fail.
+
+    >>> same_database("postgresql://u:pw@db/optuna", "postgresql+psycopg://u@db:5432/optuna")
+    True
+    >>> same_database("sqlite:///runs.db", "sqlite:///mlflow.db"), same_database("sqlite:///a.db", "http://host:5000")
+    (False, False)
+    """
+    def where(url: str):
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError):
+            return None  # not an SQLAlchemy URL: a journal file, an MLflow server
+        if parsed.get_backend_name() == "sqlite":
+            return "sqlite", str(Path(parsed.database or "").resolve())
+        default_port = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
+        return (parsed.get_backend_name(), parsed.host, parsed.port or default_port.get(parsed.get_backend_name()),
+                parsed.database)
+
+    a = None if storage.startswith(JOURNAL) else where(storage)
+    return a is not None and a == where(tracking)
+
+
 def sqlite_path(url: str) -> Path | None:
     """The database file of an SQLite URL, else None."""
 

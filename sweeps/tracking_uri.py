@@ -52,3 +52,29 @@ def check_tracking(uri: str, must_exist: bool = False) -> None:
     path = sqlite_path(uri) if scheme == "sqlite" else None
     if path is not None:
         check_sqlite_store(path, uri, "tracking URI", must_exist, "experiments", "an MLflow store", TrackingError)
+    elif scheme.split("+")[0] in DATABASE_SERVERS:
+        check_database_server(uri)
+
+
+DATABASE_SERVERS = ("postgresql", "mysql", "mssql")  # the database servers MLflow keeps runs in
+CONNECT_SECONDS = 10
+
+
+def check_database_server(uri: str) -> None:
+    """Connect once: MLflow's own retries would wait minutes for a server that refuses or does not exist."""
+    import sqlalchemy  # noqa: PLC0415 - only for tracking stores in a database server
+
+    connect_args = {"connect_timeout": CONNECT_SECONDS} if uri.startswith(("postgresql", "mysql")) else {}
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args=connect_args)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except ModuleNotFoundError as e:
+        raise TrackingError(f"tracking URI {redact(uri)!r} needs the database driver {e.name!r} (pip install it)") \
+            from None
+    except Exception as e:  # refused, unknown host, bad credentials, no such database, a malformed URL
+        reason = redact(str(getattr(e, "orig", None) or e).strip().splitlines()[0]) if str(e) else type(e).__name__
+        raise TrackingError(f"cannot use tracking store {redact(uri)}: {reason}") from None

@@ -80,8 +80,9 @@ def test_one_store_given_for_the_other_is_refused_and_left_as_it_was():
     for args, message in [
         (["report", "copy", "--storage", "sqlite:///mlflow.db"], "storage sqlite:///mlflow.db: mlflow.db is not an "
                                                                  "Optuna study database (it holds MLflow's runs)"),
-        (["sweep", "copy", "--tracking-uri", "sqlite:///optuna.db"], "tracking URI sqlite:///optuna.db: optuna.db is "
-                                                                     "not an MLflow store (it holds Optuna's studies)"),
+        (["sweep", "copy", "--storage", "sqlite:///other.db", "--tracking-uri", "sqlite:///optuna.db"],
+         "tracking URI sqlite:///optuna.db: optuna.db is not an MLflow store (it holds Optuna's studies)"),
+        (["sweep", "copy", "--tracking-uri", "sqlite:///optuna.db"], "--storage and --tracking-uri name one database"),
         (["eval", "0123456789abcdef0123456789abcdef", "--tracking-uri", "sqlite:///optuna.db"], "is not an MLflow"),
         (["eval", "0123456789abcdef0123456789abcdef", "--tracking-uri", "sqlite:///new.db"], "no MLflow store at"),
         (["report", "copy", "--storage", "sqlite:///picture.png"], "picture.png is not an SQLite database"),
@@ -90,7 +91,8 @@ def test_one_store_given_for_the_other_is_refused_and_left_as_it_was():
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and message in result.stderr, result.output
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert {name: Path(name).read_bytes() for name in before} == before and not Path("new.db").exists()
+    assert {name: Path(name).read_bytes() for name in before} == before
+    assert not Path("new.db").exists() and not Path("other.db").exists()
 
 
 def test_pruning_prunes_and_records_why():
@@ -252,6 +254,11 @@ def test_a_bad_heartbeat_setting_is_one_line(variable, monkeypatch):
     (["sweep", "copy", "--storage", "not a url"], "malformed storage URL"),
     (["sweep", "copy", "--storage", "postgresql://u:hunter2@127.0.0.1:1/db"], "cannot open storage"),
     (["sweep", "copy", "--tracking-uri", "http://127.0.0.1:9"], "is unreachable"),
+    (["sweep", "copy", "--tracking-uri", "postgresql://u:hunter2@127.0.0.1:1/db"],  # not minutes of MLflow's retries
+     "cannot use tracking store postgresql://u:***@127.0.0.1:1/db: connection failed"),
+    (["sweep", "copy", "--storage", "sqlite:///runs.db", "--tracking-uri", "sqlite:///runs.db"], "name one database"),
+    (["sweep", "copy", "--storage", "postgresql://u:hunter2@127.0.0.1:1/db", "--tracking-uri",
+      "postgresql://u:hunter2@127.0.0.1:1/db"], "name one database (postgresql://u:***@127.0.0.1:1/db)"),
     (["sweep", "copy", "--space", "missing.toml"], "not found"),
     (["sweep", "copy", "--space", "/"], "space file /: cannot be read"),  # not "no space shipped for task"
     (["sweep", "copy", "--jobs", "100000"], "--jobs 100000: 100,000 worker processes need about 50,000 GiB"),

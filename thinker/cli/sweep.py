@@ -73,7 +73,7 @@ def sweep_command(
     from thinker.sweeps.coordinator import run_sweep  # noqa: PLC0415 - Optuna and MLflow from here on
     from thinker.sweeps.logs import route_library_logs  # noqa: PLC0415
     from thinker.sweeps.space import load_space  # noqa: PLC0415
-    from thinker.sweeps.storage import DEFAULT_STORAGE, check_url  # noqa: PLC0415
+    from thinker.sweeps.storage import DEFAULT_STORAGE, check_url, redact, same_database  # noqa: PLC0415
     from thinker.sweeps.tracking_uri import check_tracking, resolve_tracking_uri  # noqa: PLC0415
 
     check_task(task)
@@ -89,6 +89,9 @@ def sweep_command(
         raise UsageError(f"space file {loaded.source} is for task {loaded.task!r}, not {task!r}")
     storage = check_url(storage or DEFAULT_STORAGE)
     tracking = resolve_tracking_uri(tracking_uri)
+    if same_database(storage, tracking):
+        raise UsageError(f"--storage and --tracking-uri name one database ({redact(storage)}): Optuna and MLflow "
+                         "each need their own (PostgreSQL: CREATE DATABASE mlflow)")
     check_tracking(tracking)
     placement = place_workers(dev, gpu_list, trials_per_device, jobs)
     log_file = check_writable_dir(Path("runs") / f"sweep-{study or task}-{time.strftime('%Y%m%d-%H%M%S')}") \
