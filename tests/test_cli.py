@@ -132,6 +132,19 @@ def test_running_out_of_gpu_memory_is_one_line_and_exit_2(tmp_path, monkeypatch)
         "capacity of 79.19 GiB); a smaller --batch-size, --steps or --d-model needs less")
 
 
+def test_an_unexpected_error_is_one_line_and_exit_1(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):  # as a database driver's error reads: several lines
+        raise RuntimeError("connection failed: refused\n\tIs the server running on that host?\n(Background: ...)")
+
+    monkeypatch.delenv("THINKER_DEBUG", raising=False)
+    monkeypatch.setattr("thinker.cli.train.train", broken)
+    result = runner.invoke(app, ["train", "copy", *TINY, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "thinker: internal error: RuntimeError: connection failed: refused (THINKER_DEBUG=1 shows the traceback)")
+    assert "Is the server running" not in result.stderr
+
+
 def test_ctrl_c_after_an_evaluation_saves_the_best_model_then_exit_130(tmp_path, monkeypatch):
     import thinker.cli.train as train_cli
     from tests.faults import error

@@ -105,8 +105,7 @@ def _report(error: Exception) -> int:
         return 2
     if os.environ.get("THINKER_DEBUG"):
         raise error
-    print(f"thinker: internal error: {type(error).__name__}: {error} (THINKER_DEBUG=1 shows the traceback)",
-          file=sys.stderr)
+    print(f"thinker: internal error: {one_line(error, 500)} (THINKER_DEBUG=1 shows the traceback)", file=sys.stderr)
     return 1
 
 
