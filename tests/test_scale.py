@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.test_first_open import at_once
 from thinker.sweeps.storage import open_storage
+from thinker.sweeps.tracking_uri import TrackingError, check_tracking
 
 PG = os.environ.get("THINKER_TEST_POSTGRES")
 SPACE = Path(__file__).parent / "fixtures" / "tiny_copy.toml"
@@ -147,6 +148,16 @@ def test_workers_starting_together_on_an_empty_database_all_open_it():
         with psycopg.connect(PG, autocommit=True) as db:
             for schema in schemas:
                 db.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@needs_pg
+def test_a_tracking_store_in_postgresql_is_checked_by_connecting_once():
+    check_tracking(PG)  # answers: nothing raised, nothing created
+    missing = PG.rsplit("/", 1)[0] + "/no_such_db"  # the server answers, the database is not there
+    said = r'^cannot use tracking store postgresql://thinker:\*\*\*@.*database "no_such_db" does not exist'
+    with pytest.raises(TrackingError, match=said) as e:
+        check_tracking(missing)
+    assert PG.split(":")[2].split("@")[0] not in str(e.value) and "\n" not in str(e.value)
 
 
 @needs_pg
