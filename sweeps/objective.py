@@ -52,6 +52,11 @@ def failure_reason(error: BaseException) -> str:
     return one_line(error)
 
 
+def worker_id(pid: int) -> str:
+    """How a trial names the process that runs it ("host:pid"): its `worker` attribute and MLflow tag."""
+    return f"{socket.gethostname()}:{pid}"
+
+
 class LiveProgress:
     """A trainer logger that passes metrics on and keeps the trial's `live` attribute current: samples,
     held-out exact match and samples/s, at every evaluation and every `LIVE_SECONDS` in between.
@@ -102,7 +107,7 @@ class Objective:
             trial.set_user_attr("fail_reason", f"invalid configuration: {e}")
             raise
         trial.set_user_attr("config", cfg.to_dict())
-        worker = f"{socket.gethostname()}:{os.getpid()}"
+        worker = worker_id(os.getpid())
         trial.set_user_attr("worker", worker)
         tags = {"optuna.study": s.study, "thinker.config": config_json(cfg.to_dict()), "task": s.task,
                 "worker": worker}

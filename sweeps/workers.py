@@ -27,10 +27,11 @@ import optuna
 from thinker.device import configure_torch
 from thinker.sweeps.interrupt import Interrupt
 from thinker.sweeps.logs import route_library_logs
-from thinker.sweeps.objective import Objective
+from thinker.sweeps.objective import Objective, worker_id
+from thinker.sweeps.repair import fail_trials_of
 from thinker.sweeps.settings import FINISHED, SweepSettings
 from thinker.sweeps.storage import open_storage
-from thinker.sweeps.study import load_study, states
+from thinker.sweeps.study import count, load_study, states
 
 WORKER_GRACE_SECONDS = 60  # after a stop, how long a worker gets to close its trial
 GAVE_UP = 3  # the exit code of a worker process that gave up on trials that kept failing
@@ -105,6 +106,12 @@ def run_processes(settings: SweepSettings, parent_run_id: str, interrupt: Interr
             if p.is_alive():
                 p.terminate()
         raise KeyboardInterrupt
+    died = [p for p in workers if p.exitcode not in (0, GAVE_UP)]
+    if died:  # their trials would stay RUNNING until a later invocation's heartbeat check
+        study = load_study(settings, open_storage(settings.storage))
+        unfinished = count(study) < settings.trials  # else a retry would be left WAITING in a finished study
+        for p in died:
+            fail_trials_of(study, worker_id(p.pid), ended(p), retry=unfinished)
     return next((ended(p) for p in workers if p.exitcode), None)
 
 

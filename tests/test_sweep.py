@@ -13,6 +13,8 @@ import pytest
 from tests.faults import device_crash, diverge, error, inject, nan_once
 from tests.sweep_support import SPACE, finished, in_tmp, last_json, runner, runs, study, sweep  # noqa: F401
 from thinker.cli import app
+from thinker.sweeps.repair import fail_trials_of
+from thinker.sweeps.storage import open_storage
 
 pytestmark = pytest.mark.usefixtures("in_tmp")
 
@@ -149,6 +151,23 @@ def test_a_lost_device_stops_its_worker_instead_of_failing_every_trial(monkeypat
     assert result.exit_code == 1  # a sweep its failures stopped is no success
     assert summary["stop_reason"] == "its trials kept failing"
     assert result.stderr.strip().splitlines()[-1].startswith("stopped: its trials kept failing; the last failure: ")
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_trials_of_a_worker_process_that_died_are_failed_and_retried_at_once():
+    """Not after the heartbeat's grace period in a later invocation: the coordinator saw the process die."""
+    storage = open_storage("sqlite:///optuna.db")
+    dead = optuna.create_study(storage=storage, study_name="copy")
+    for worker in ("host:4242", "host:1"):  # the dead process's trial, and a live one's
+        dead.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}).set_user_attr("worker", worker)
+    assert fail_trials_of(dead, "host:4242", "worker-1 died (signal 9, SIGKILL)") == 1
+    killed, alive, retry = dead.get_trials()
+    assert (killed.state.name, alive.state.name, retry.state.name) == ("FAIL", "RUNNING", "WAITING")
+    assert killed.user_attrs["fail_reason"] == "worker-1 died (signal 9, SIGKILL)"
+    assert retry.params == killed.params and retry.system_attrs["failed_trial"] == killed.number
+    assert "fail_reason" not in retry.user_attrs
+    assert fail_trials_of(dead, "host:1", "worker-0 died (exit code 1)", retry=False) == 1  # the study was done
+    assert [t.state.name for t in dead.get_trials()] == ["FAIL", "FAIL", "WAITING"]
 
 
 def test_a_sweep_stopped_by_its_timeout_is_a_success():
