@@ -181,10 +181,17 @@ def open_storage(url: str, heartbeat: bool = True, must_exist: bool = False):
                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
     try:
         return opened_together(lambda: RDBStorage(url, engine_kwargs=engine_kwargs, **beats))
-    except ModuleNotFoundError as e:
-        raise StorageError(f"storage {redact(url)!r} needs the database driver {e.name!r} (pip install it)") from None
     except Exception as e:  # sqlalchemy OperationalError and friends: unreachable, refused, bad auth
-        reason = redact(str(e).splitlines()[0]) if str(e) else type(e).__name__
-        if isinstance(e, optuna.exceptions.StorageInternalError) and e.__cause__ is not None:
-            reason = redact(str(e.__cause__).splitlines()[0])
-        raise StorageError(f"cannot open storage {redact(url)!r}: {reason}") from None
+        raise StorageError(database_error(e, f"storage {redact(url)!r}", f"cannot open storage {redact(url)!r}")) \
+            from None
+
+
+def database_error(error: Exception, store: str, failed: str) -> str:
+    """One line, passwords redacted, on why a database could not be opened: `store` needs a driver that is not
+    installed, or `failed` and the database driver's own first line (a refusal, bad credentials, no database)."""
+    if isinstance(error, ModuleNotFoundError):
+        return f"{store} needs the database driver {error.name!r} (pip install it)"
+    if isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__ is not None:
+        error = error.__cause__
+    lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return f"{failed}: {redact(lines[0]) if lines else type(error).__name__}"

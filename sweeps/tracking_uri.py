@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from thinker.errors import ThinkerError
-from thinker.sweeps.storage import check_sqlite_store, redact, sqlite_path
+from thinker.sweeps.storage import check_sqlite_store, database_error, redact, sqlite_path
 
 DEFAULT_DB = "mlflow.db"  # MLflow's default tracking store since 3.7: sqlite:///mlflow.db
 
@@ -72,9 +72,6 @@ def check_database_server(uri: str) -> None:
                 pass
         finally:
             engine.dispose()
-    except ModuleNotFoundError as e:
-        raise TrackingError(f"tracking URI {redact(uri)!r} needs the database driver {e.name!r} (pip install it)") \
-            from None
-    except Exception as e:  # refused, unknown host, bad credentials, no such database, a malformed URL
-        reason = redact(str(getattr(e, "orig", None) or e).strip().splitlines()[0]) if str(e) else type(e).__name__
-        raise TrackingError(f"cannot use tracking store {redact(uri)}: {reason}") from None
+    except Exception as e:  # refused, unknown host, bad credentials, no such database, a missing driver
+        raise TrackingError(database_error(e, f"tracking URI {redact(uri)!r}", f"cannot use tracking store "
+                                                                               f"{redact(uri)}")) from None
