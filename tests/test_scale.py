@@ -28,6 +28,7 @@ from thinker.sweeps.storage import open_storage
 from thinker.sweeps.tracking_uri import TrackingError, check_tracking
 
 PG = os.environ.get("THINKER_TEST_POSTGRES")
+PASSWORD = PG.split(":")[2].split("@")[0] if PG else None
 SPACE = Path(__file__).parent / "fixtures" / "tiny_copy.toml"
 DOCKER = Path(__file__).parent.parent / "docker"
 needs_pg = pytest.mark.skipif(not PG, reason="THINKER_TEST_POSTGRES not set (eval \"$(bash .ci/postgres.sh)\")")
@@ -157,7 +158,7 @@ def test_a_tracking_store_in_postgresql_is_checked_by_connecting_once():
     said = r'^cannot use tracking store postgresql://thinker:\*\*\*@.*database "no_such_db" does not exist'
     with pytest.raises(TrackingError, match=said) as e:
         check_tracking(missing)
-    assert PG.split(":")[2].split("@")[0] not in str(e.value) and "\n" not in str(e.value)
+    assert PASSWORD not in str(e.value) and "\n" not in str(e.value)
 
 
 @needs_pg
@@ -169,7 +170,7 @@ def test_two_workers_one_killed_then_a_fresh_one(mlflow_server, tmp_path):
     wait_for_running_trial(study_name, a)
     time.sleep(1.0)
     a.kill()  # SIGKILL mid-trial: no cleanup runs in that worker
-    a.wait()
+    a.communicate(timeout=30)  # waits, and closes its pipes
     c = worker(study_name, n, space, mlflow_server, tmp_path)
     outputs = [p.communicate(timeout=240) for p in (b, c)]
     assert b.returncode == 0 and c.returncode == 0, outputs
@@ -199,11 +200,10 @@ def test_two_workers_one_killed_then_a_fresh_one(mlflow_server, tmp_path):
     assert by_trial[killed[0].number][0].info.status == "KILLED"  # closed by a surviving worker
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
-    password = PG.split(":")[2].split("@")[0]
     for out, err in outputs:
-        assert password not in out and password not in err
+        assert PASSWORD not in out and PASSWORD not in err
     for r in runs:
-        assert not any(password in str(v) for v in (*r.data.tags.values(), *r.data.params.values()))
+        assert not any(PASSWORD in str(v) for v in (*r.data.tags.values(), *r.data.params.values()))
     assert "***" in next(r for r in runs if r.info.run_id in parent_ids).data.tags["storage"]
 
 
