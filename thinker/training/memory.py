@@ -32,6 +32,7 @@ from thinker.errors import ConfigError
 from thinker.model import Thinker
 from thinker.tasks import Task, make_task
 from thinker.training.config import TrainConfig
+from thinker.training.loss import masked_loss
 
 WEIGHT_COPIES = 4  # at the least the weights, AdamW's two moments and the best state's copy of the weights
 EVAL_BYTES_PER_TOKEN = 8 + 8 + 1  # an evaluation problem's inputs and targets (int64) and its mask (bool)
@@ -94,8 +95,6 @@ def least_bytes(cfg: TrainConfig, limit: int | None = None, task: Task | None = 
 
     def meta(t: torch.Tensor) -> torch.Tensor:
         return torch.empty((cfg.batch_size, *t.shape[1:]), dtype=t.dtype, device="meta")
-
-    from thinker.training.step import masked_loss  # noqa: PLC0415 - the step checks with this module first
 
     forward = model.logits_per_step if cfg.deep_supervision else model
     targets = meta(batch.targets)

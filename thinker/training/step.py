@@ -20,24 +20,19 @@ import warnings
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from torch.profiler import record_function
 
 from thinker.model import Thinker
-from thinker.tasks import PAD, make_task
+from thinker.tasks import make_task
 from thinker.training.config import TrainConfig
+from thinker.training.loss import masked_loss
 from thinker.training.memory import check_fits
 from thinker.training.timing import PhaseTimer
 
 # (samples seen, loss) -> loss: lets tests poison or break a step; None in every real run
 LossHook = Callable[[int, torch.Tensor], torch.Tensor]
 GRAPH_WARMUP = 3  # eager steps before a CUDA-graph capture: optimizer state, cuBLAS and the allocator settle
-
-
-def masked_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over answer slots only (targets are PAD elsewhere); no host sync."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD)
 
 
 @contextlib.contextmanager
