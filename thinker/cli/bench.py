@@ -41,7 +41,6 @@ from thinker.outputs import check_writable_dir, check_writable_file
 from thinker.tasks import make_task
 
 WARMUP = {"cuda": 10, "cpu": 3}  # CUDA: compile, cuBLAS heuristics and the allocator settle first
-MODEL_FLAGS = ("batch_size", "steps", "latent", "d_model", "n_heads", "n_layers", "threads")
 
 
 def _defaults(table: dict) -> str:
@@ -98,9 +97,9 @@ def bench_command(
     scan_sizes = parse_batch_sizes(batch_sizes) if batch_sizes is not None else None
     if peak_tflops is not None and peak_tflops <= 0:  # Typer's ranges cannot exclude their end
         raise UsageError(f"--peak-tflops must be positive, got {peak_tflops}")
-    flags = {name: value for name, value in locals().items() if name in MODEL_FLAGS}
-    cfg = build_config({"task": task, "task_options": parse_task_options(option)},
-                       {**flags, "device": device, "seed": seed})
+    cfg = build_config({"task": task, "task_options": parse_task_options(option)}, dict(  # None: the default
+        batch_size=batch_size, steps=steps, latent=latent, d_model=d_model, n_heads=n_heads, n_layers=n_layers,
+        threads=threads, device=device, seed=seed))
     model = model_info(cfg)  # a bad task option fails here
     dev, reason = pick_device(device)
     if profile is not None:

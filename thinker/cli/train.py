@@ -42,10 +42,6 @@ from thinker.training import save_checkpoint, train
 from thinker.training.checkpoint import CHECKPOINT
 from thinker.training.memory import check_fits
 
-# CLI flag -> TrainConfig field, for the flags that map one to one
-FLAGS = ("steps", "latent", "batch_size", "lr", "d_model", "n_heads", "n_layers", "max_samples",
-         "max_seconds", "target", "exhaustive_check", "precision", "cuda_graph")
-
 
 def train_command(
     task: Annotated[str, typer.Argument(help="Task name (see `thinker tasks`).")],
@@ -91,8 +87,10 @@ def train_command(
     options = parse_task_options(option)
     if options:
         base["task_options"] = {**base.get("task_options", {}), **options}
-    flags = {name: value for name, value in locals().items() if name in FLAGS}
-    cfg = build_config(base, {**flags, "device": device, "seed": seed})
+    cfg = build_config(base, dict(  # each option to its TrainConfig field; None: the task's or the config's default
+        steps=steps, latent=latent, batch_size=batch_size, lr=lr, d_model=d_model, n_heads=n_heads, n_layers=n_layers,
+        max_samples=max_samples, max_seconds=max_seconds, target=target, exhaustive_check=exhaustive_check,
+        precision=precision, cuda_graph=cuda_graph, device=device, seed=seed))
     make_task(cfg.task, **cfg.task_options)  # a bad task option fails here, before anything is written
     dev, reason = pick_device(device)
     check_fits(cfg, dev)  # before a word is printed (the trainer checks again as it builds the step)
@@ -124,7 +122,7 @@ def train_command(
                None: ""}[result.exhaustive]
     if dev.type == "cuda":
         how = "replayed as CUDA graphs" if result.cuda_graph else "eager (--no-cuda-graph)" if not cfg.cuda_graph \
-            else "eager (the CUDA graph capture failed: see the warning above)"
+            else "eager (no CUDA graphs: see the warning above)"
         stderr.print(f"training steps: {how}")
     stderr.print(f"{task}: held-out exact match {result.exact_match:.2%} after {result.samples:,} samples in "
                  f"{result.train_seconds:.1f}s{checked}; best checkpoint {checkpoint}")
