@@ -7,12 +7,19 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from thinker.errors import one_line
 
 stderr = Console(stderr=True, soft_wrap=True, highlight=False)  # one line per message, however narrow
+# The live view polls the Optuna storage; under `optuna`, its failed reads reach the sweep's log file
+# (thinker.sweeps.logs routes that logger there) and never the terminal the view is drawn on.
+POLL_LOG = logging.getLogger("optuna.thinker.live_view")
 
 
 def progress_bar(unit: str = "", console: Console | None = None) -> Progress:
@@ -51,22 +58,42 @@ def training_progress(total: int, label: str, inner=None, console: Console | Non
 
 
 class Poller:
-    """Calls `read()` every `seconds` on a daemon thread until the block ends (a last read included)."""
+    """Calls `read()` every `seconds` on a daemon thread until the block ends (a last read included).
 
-    def __init__(self, read, seconds: float = 1.0) -> None:
-        self.read, self.seconds = read, seconds
+    A read that fails (a busy database, say) is tried again next tick. The first failure of a run of them,
+    or one that fails otherwise than the last, is logged with its traceback (`POLL_LOG`) and shown as one
+    dim line on `console`; a read that works again after failures is logged too.
+    """
+
+    def __init__(self, read, seconds: float = 1.0, console: Console | None = None) -> None:
+        self.read, self.seconds, self.console = read, seconds, console or stderr
+        self.failing: str | None = None  # the last failure, while reads keep failing
+        self.failures = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="progress-poller", daemon=True)
 
     def _loop(self) -> None:
         while True:
-            try:
-                self.read()
-            except Exception:
-                pass  # a busy database: try again next tick
+            self.poll()
             if self._stop.is_set():
                 return
             self._stop.wait(self.seconds)
+
+    def poll(self) -> None:
+        """One read; a failure is reported, not raised."""
+        try:
+            self.read()
+        except Exception as e:  # noqa: BLE001 - whatever the read raises, the view goes on and reads again
+            self.failures += 1
+            if one_line(e) != self.failing:
+                self.failing = one_line(e)
+                POLL_LOG.warning("the live view could not read what it shows (%s); trying again every %gs",
+                                 self.failing, self.seconds, exc_info=True)
+                self.console.print(Text(f"live view: could not read ({self.failing}); trying again", style="dim"))
+            return
+        if self.failing is not None:
+            POLL_LOG.info("the live view reads again, after %d failed reads", self.failures)
+        self.failing, self.failures = None, 0
 
     def __enter__(self) -> Poller:
         self._thread.start()
