@@ -2,21 +2,17 @@
 
 Read in the order a sweep runs:
 
-- `settings`: `SweepSettings` (what every worker needs) and the objectives
-- `space`: search spaces as TOML files, one per task in `spaces/`
-- `algorithms`: Optuna samplers and pruners by name
-- `storage`: the Optuna storage (the one place Optuna storages are opened)
-- `first_open`: opening a store other workers are creating at the same moment
-- `study`: create, check and load the study
-- `tracking`: MLflow (the one place MLflow is imported for sweeps)
+- `space`: search spaces as TOML files, one per task in `spaces/`, parsed once into a `Space`
+- `settings`: `SweepSettings` (what every worker needs, the space among it) and the objectives
+- `storage`: the Optuna storage, and what both stores share (URL checks, redaction, first opening)
+- `study`: create, check and load the study with its sampler and pruner; fail a dead worker's trials
+- `tracking`: MLflow (the one place MLflow is imported)
+- `trial`: `TrialRecord`, what one trial is as the storage keeps it
 - `objective`: one trial: suggest, train, report, log
 - `interrupt`: Ctrl-C and SIGTERM as an object passed to whoever must stop
-- `placement`: how many trial processes per device, with how many threads
-- `workers`: worker processes running `study.optimize`
+- `workers`: how many worker processes, with how many threads, on which device; running them
 - `logs`: MLflow's and Optuna's own messages to the sweep's log file
 - `standing`: where a running sweep stands (running trials, ended ones, ETA), for the live view
-- `repair`: MLflow runs left RUNNING by dead workers and invocations
-- `summary`: the sweep's summary, plots and best checkpoint on the parent run
-- `coordinator`: `run_sweep`, which ties these together
-- `report`, `plots`, `rerun`: reading a study afterwards (tables, its picture, a trial again)
+- `coordinator`: `run_sweep`, and the invocation's parent MLflow run from start to end
+- `report`, `plots`, `rerun`: reading a study (its table and summary, its pictures, a trial again)
 """

@@ -7,7 +7,7 @@
     True
 
 The first signal only sets a flag: the running trial raises `KeyboardInterrupt` from its next log
-call (`StopOnInterrupt`), where the trainer is between steps. Raising inside the signal handler
+call (`objective.TrialLogger`), where the trainer is between steps. Raising inside the signal handler
 itself can land in a finalizer, where Python prints "Exception ignored" and carries on training. A
 second signal raises at once. SIGTERM (what `docker stop`, `kill` and schedulers send) is handled
 like Ctrl-C, so every way a sweep is stopped closes its runs.
@@ -67,16 +67,3 @@ class Interrupt:
             for sig in self._previous:
                 signal.signal(sig, signal.SIG_IGN)
 
-
-class StopOnInterrupt:
-    """A trainer logger that passes metrics on, and raises KeyboardInterrupt at the first call after a stop."""
-
-    def __init__(self, inner, interrupt: Interrupt) -> None:
-        self.inner, self.interrupt = inner, interrupt
-
-    def log(self, metrics: dict[str, float], step: int) -> None:
-        self.interrupt.check()
-        self.inner.log(metrics, step)
-
-    def close(self) -> None:
-        self.inner.close()

@@ -3,22 +3,25 @@
     route_library_logs(Path("runs/sweep-addition-20261128-2300/sweep.log"), verbose=False)
 
 A sweep draws a live view on the terminal; a line from MLflow or a warning from Optuna landing in the
-middle of it would tear it. Every process of a sweep (the coordinator and each worker) sends those
-loggers here; `-v` copies them to stderr too. What the user must see still reaches them: the sweep
-reports failures in its own one-line form.
+middle of it would tear it. Every process of a sweep (the coordinator and each worker) has the
+libraries' records propagate to the root logger, as each library offers (Optuna's `optuna.logging`,
+MLflow's MLFLOW_CONFIGURE_LOGGING), and the root logger writes them here; `-v` copies them to stderr
+too. What the user must see still reaches them: the sweep reports failures in its own one-line form.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
 
-# logger -> the level kept (SQLAlchemy at INFO would log every statement)
-LIBRARY_LOGGERS = {"mlflow": logging.INFO, "optuna": logging.INFO, "alembic": logging.WARNING,
-                   "sqlalchemy": logging.WARNING, "py.warnings": logging.WARNING, "urllib3": logging.WARNING}
+import optuna
+
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+QUIET = ("sqlalchemy", "alembic", "urllib3")  # kept at WARNING: SQLAlchemy at INFO would log every statement
+MLFLOW_LOGGERS = ("mlflow", "alembic", "sqlalchemy.engine", "huey")  # those MLflow configures when imported
 
 
 def route_library_logs(path: Path | None, verbose: bool = False, started: bool = True) -> None:
@@ -27,35 +30,45 @@ def route_library_logs(path: Path | None, verbose: bool = False, started: bool =
     With `started=False` records wait in memory until `start_log_file()`: a sweep refused at the
     start (an unreachable database, say) leaves no file behind.
     """
-    handlers: list[logging.Handler] = []
-    if path is not None:
-        handlers.append(_LogFile(path, started))
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _Ours)]:  # an earlier sweep's, in this process
+        root.removeHandler(handler)
+        handler.close()
+    handlers: list[logging.Handler] = [_LogFile(path, started)] if path is not None else []
     if verbose:
-        handlers.append(logging.StreamHandler(sys.stderr))
+        handlers.append(_Stderr(sys.stderr))
     for handler in handlers:
         handler.setFormatter(logging.Formatter(FORMAT))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"  # for the processes that import MLflow from now on (workers)
+    for name in MLFLOW_LOGGERS:  # and here, where it may be imported already: its handlers write to stderr
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
     logging.captureWarnings(True)
     warnings.simplefilter("default")  # each warning once per place, into the log
-    for name, level in LIBRARY_LOGGERS.items():
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):  # MLflow and Optuna install their own stderr handlers
-            logger.removeHandler(handler)
-            if isinstance(handler, _LogFile):  # an earlier sweep's file, in this same process
-                handler.close()
-        for handler in handlers:
-            logger.addHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = False
 
 
 def start_log_file() -> None:
     """The sweep has started: write what waited, and from now on every record, to the log file."""
-    for handler in {h for name in LIBRARY_LOGGERS for h in logging.getLogger(name).handlers}:
+    for handler in logging.getLogger().handlers:
         if isinstance(handler, _LogFile):
             handler.start()
 
 
-class _LogFile(logging.FileHandler):
+class _Ours:
+    """A handler this module installed."""
+
+
+class _Stderr(_Ours, logging.StreamHandler):
+    pass
+
+
+class _LogFile(_Ours, logging.FileHandler):
     """A log file created (folder and all) only once the sweep has started."""
 
     def __init__(self, path: Path, started: bool) -> None:

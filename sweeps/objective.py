@@ -2,10 +2,14 @@
 
     >>> trial_values("time-to-target", type("R", (), {"samples_to_target": None, "exact_match": 0.5})(), 1000)
     1500.0
+
+Its record (`trial.TrialRecord`) is written as it goes: who runs it and what it trains at the start,
+its progress while it trains, and how it ended.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -17,10 +21,10 @@ import torch
 
 from thinker.device import configure_torch, device_lost, release_memory
 from thinker.errors import one_line
-from thinker.sweeps.interrupt import Interrupt, StopOnInterrupt
+from thinker.sweeps.interrupt import Interrupt
 from thinker.sweeps.settings import SweepSettings
-from thinker.sweeps.space import load_space
-from thinker.sweeps.tracking import Tracker, config_json
+from thinker.sweeps.tracking import Tracker, TrialRun
+from thinker.sweeps.trial import INTERRUPTED, Live, TrialRecord
 from thinker.training import TrainingDiverged, save_checkpoint, train
 
 LIVE_SECONDS = 3.0  # how often a running trial's progress is written to the storage between evaluations
@@ -53,78 +57,71 @@ def failure_reason(error: BaseException) -> str:
 
 
 def worker_id(pid: int) -> str:
-    """How a trial names the process that runs it ("host:pid"): its `worker` attribute and MLflow tag."""
+    """How a trial names the process that runs it ("host:pid"): its record's `worker` and its run's tag."""
     return f"{socket.gethostname()}:{pid}"
 
 
-class LiveProgress:
-    """A trainer logger that passes metrics on and keeps the trial's `live` attribute current: samples,
-    held-out exact match and samples/s, at every evaluation and every `LIVE_SECONDS` in between.
-    The sweep's live view reads it from the storage, from any process or machine."""
+class TrialLogger:
+    """The trainer's logger in a trial: raises KeyboardInterrupt at the first call after a stop (the trainer
+    is between steps there), passes metrics to the trial's MLflow run, and keeps the record's `live` progress
+    (samples, held-out exact match, samples/s) current in the storage, at every evaluation and every
+    `LIVE_SECONDS` in between: the sweep's live view reads it from there, from any process or machine."""
 
-    def __init__(self, inner, trial: optuna.Trial) -> None:
-        self.inner, self.trial = inner, trial
-        self.live: dict[str, float] = {}
-        self.written = 0.0
+    def __init__(self, run: TrialRun, trial: optuna.Trial, record: TrialRecord, interrupt: Interrupt) -> None:
+        self.run, self.trial, self.record, self.interrupt = run, trial, record, interrupt
+        self.live, self.written = Live(), 0.0
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        self.inner.log(metrics, step)
-        self.live["samples"] = step
-        if "samples_per_s" in metrics:
-            self.live["samples_per_s"] = metrics["samples_per_s"]
+        self.interrupt.check()
+        self.run.log(metrics, step)
+        self.live.samples = step
+        self.live.samples_per_s = metrics.get("samples_per_s", self.live.samples_per_s)
         evaluated = "eval_exact_match" in metrics
         if evaluated:
-            self.live["exact_match"] = metrics["eval_exact_match"]
+            self.live.exact_match = metrics["eval_exact_match"]
         if evaluated or time.monotonic() - self.written >= LIVE_SECONDS:
-            self.trial.set_user_attr("live", dict(self.live))
+            self.record.update(self.trial, live=self.live)
             self.written = time.monotonic()
 
     def close(self) -> None:
-        self.inner.close()
+        self.run.close()
 
 
 class Objective:
     """Callable for `study.optimize`; one instance per worker process."""
 
     def __init__(self, settings: SweepSettings, parent_run_id: str, interrupt: Interrupt, worker: int = 0) -> None:
-        self.settings, self.parent_run_id, self.interrupt, self.worker = settings, parent_run_id, interrupt, worker
-        self.space = load_space(settings.space)
+        self.settings, self.parent_run_id, self.interrupt = settings, parent_run_id, interrupt
         self.tracker = Tracker(settings.tracking_uri, settings.experiment)
-        self.device = settings.device
+        self.device = f"cuda:{settings.gpus[worker % len(settings.gpus)]}" if settings.gpus else settings.device
         self.device_gone = False  # set when a trial left the device unusable in this process: the worker stops
-        if settings.gpus:
-            self.device = f"cuda:{settings.gpus[worker % len(settings.gpus)]}"
 
     def __call__(self, trial: optuna.Trial):
         s = self.settings
-        suggested = self.space.suggest(trial)
+        record = TrialRecord(worker=worker_id(os.getpid()), device=self.device, parent_run_id=self.parent_run_id)
         runtime = {"device": self.device, "seed": s.seed, "threads": s.threads}
         if s.max_samples:
             runtime["max_samples"] = s.max_samples
         try:
-            cfg = self.space.config(s.task, suggested, **runtime)
+            cfg = s.space.config(s.task, s.space.suggest(trial), **runtime)
         except ValueError as e:  # an impossible combination from a hand-written space
-            trial.set_user_attr("fail_reason", f"invalid configuration: {e}")
+            record.fail_reason = f"invalid configuration: {e}"
+            record.to_storage(trial)
             raise
-        trial.set_user_attr("config", cfg.to_dict())
-        worker = worker_id(os.getpid())
-        trial.set_user_attr("worker", worker)
-        tags = {"optuna.study": s.study, "thinker.config": config_json(cfg.to_dict()), "task": s.task,
-                "worker": worker}
-        run = self.tracker.start_trial(self.parent_run_id, trial.number, cfg.to_dict(), tags)
-        trial.set_user_attr("mlflow_run_id", run.run_id)
-        trial.set_user_attr("parent_run_id", self.parent_run_id)  # so each invocation shows its own trials
-        trial.set_user_attr("budget", cfg.max_samples)
-        trial.set_user_attr("device", self.device)
-        multi = len(s.directions) > 1
-        best = {"exact_match": 0.0, "step": 0}
+        record.config, record.budget = cfg.to_dict(), cfg.max_samples
+        record.to_storage(trial)
+        tags = {"optuna.study": s.study, "thinker.config": json.dumps(record.config, sort_keys=True), "task": s.task,
+                "worker": record.worker}
+        run = self.tracker.start_trial(self.parent_run_id, trial.number, record.config, tags)
+        record.update(trial, mlflow_run_id=run.run_id)
+        single = s.single_objective
+        best = {"exact_match": 0.0, "samples": 0}
 
         def on_eval(samples: int, metrics: dict[str, float]) -> None:
-            trial.set_user_attr("samples", samples)
+            record.update(trial, samples=samples)
             # Pruners see the best exact match so far: what the trial would return if stopped here.
-            best["exact_match"] = max(best["exact_match"], metrics["exact_match"])
-            best["step"] = samples
-            if multi:  # Optuna cannot prune multi-objective studies
+            best["exact_match"], best["samples"] = max(best["exact_match"], metrics["exact_match"]), samples
+            if not single:  # Optuna cannot prune multi-objective studies
                 return
             trial.report(intermediate_value(s.objective, best["exact_match"]), samples)
             if samples >= cfg.max_samples:
@@ -134,21 +131,21 @@ class Objective:
 
         configure_torch(cfg.threads, cfg.precision)  # the top of this trial: its process-wide switches
         try:
-            result = train(cfg, logger=StopOnInterrupt(LiveProgress(run, trial), self.interrupt), on_eval=on_eval)
+            result = train(cfg, logger=TrialLogger(run, trial, record, self.interrupt), on_eval=on_eval)
         except optuna.TrialPruned as e:
             run.finish("PRUNED", str(e))
-            trial.set_user_attr("prune_reason", str(e))
+            record.update(trial, prune_reason=str(e))
             raise
         except KeyboardInterrupt:
             self.interrupt.ignore_further()  # finish the bookkeeping even if Ctrl-C is pressed again
-            run.finish("KILLED", "interrupted")
-            trial.set_user_attr("fail_reason", "interrupted")
+            run.finish("KILLED", INTERRUPTED)
+            record.update(trial, fail_reason=INTERRUPTED)
             raise
         except BaseException as e:
             reason, lost = failure_reason(e), device_lost(e)
             if lost:  # every later trial here would fail at once, each a failed run, up to the failure guard
                 reason += "; the device is unusable in this process: its worker stops"
-            trial.set_user_attr("fail_reason", reason)
+            record.update(trial, fail_reason=reason)
             run.finish("FAIL", reason)
             if lost:
                 self.device_gone = True
@@ -156,21 +153,21 @@ class Objective:
             else:
                 release_memory()
             raise
-        values = trial_values(s.objective, result, cfg.max_samples)
-        if not multi and result.stop_reason == "target":
+        if single and result.stop_reason == "target":
             # It stopped because it got there: it holds that exact match at every later rung too.
             # Without these points the pruner would compare later trials only with slower ones.
             value = intermediate_value(s.objective, best["exact_match"])
-            for step in range(best["step"] // cfg.eval_every * cfg.eval_every + cfg.eval_every,
+            for step in range(best["samples"] // cfg.eval_every * cfg.eval_every + cfg.eval_every,
                               cfg.max_samples + 1, cfg.eval_every):
                 trial.report(value, step)
                 trial.should_prune()  # records the rungs it passes; it is finished, so never pruned
-        for key in ("exact_match", "samples", "train_seconds", "samples_to_target", "restarts"):
-            trial.set_user_attr(key, getattr(result, key))
+        record.update(trial, exact_match=result.exact_match, samples=result.samples,
+                      train_seconds=result.train_seconds, samples_to_target=result.samples_to_target,
+                      restarts=result.restarts)
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(tmp, cfg, result)
             run.log_artifacts_from(tmp, "checkpoint")
         finals = {k: float(v) for k, v in result.summary().items()
                   if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
         run.finish("COMPLETE", metrics={f"final_{k}": v for k, v in finals.items()}, step=result.samples)
-        return values
+        return trial_values(s.objective, result, cfg.max_samples)

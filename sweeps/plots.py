@@ -1,6 +1,7 @@
-"""A study at a glance, as one PNG: every trial's learning curve, the value trial by trial, what mattered.
+"""A study's pictures: at a glance, as one PNG (every trial's learning curve, the value trial by trial, what
+mattered), and Optuna's own plots as HTML; every sweep puts them all on its parent run, under plots/.
 
-    thinker report addition --plot study.png    # every sweep also puts it on its parent run: plots/study.png
+    thinker report addition --plot study.png
 
 Left, held-out exact match against samples trained, one line per trial, from the evaluations Optuna
 recorded (the best exact match so far: what the pruner compared); pruned trials grey and ending in an x
@@ -18,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from optuna import visualization
 
 from thinker.plotting import pyplot
 from thinker.sweeps.report import importances
+from thinker.sweeps.trial import TrialRecord
 
 LOGIT_EDGE = 1e-4  # exact match 0 and 1 are drawn at 0.0001 and 0.9999 on the logit scale
 VALUE_LABEL = {"accuracy": "best held-out exact match (1 drawn at 0.9999)",
@@ -49,7 +52,7 @@ def curves(study: optuna.Study) -> list[Curve]:
     flipped = study.user_attrs.get("objective", "accuracy") != "accuracy"
     found = []
     for t in study.get_trials(deepcopy=False):
-        trained = t.user_attrs.get("samples")
+        trained = TrialRecord.from_trial(t).samples
         points = sorted((s, v) for s, v in t.intermediate_values.items() if trained is None or s <= trained)
         if points:
             found.append(Curve(t.number, t.state.name, tuple(s for s, _ in points),
@@ -163,3 +166,30 @@ def render(study: optuna.Study, ranked: dict[str, float] | None = None) -> bytes
 
 def save(study: optuna.Study, path: Path) -> None:
     path.write_bytes(render(study))
+
+
+def render_plots(study: optuna.Study) -> dict[str, str | bytes]:
+    """Optuna's plots as standalone HTML files, by file name, the ones with too few trials left out; and
+    the study at a glance as `study.png`, which needs no script from the web to show."""
+    multi = len(study.directions) > 1
+    plots = {"history": visualization.plot_optimization_history,
+             "importances": visualization.plot_param_importances,
+             "parallel_coordinate": visualization.plot_parallel_coordinate}
+    if multi:
+        plots = {"pareto_front": visualization.plot_pareto_front,
+                 "parallel_coordinate": visualization.plot_parallel_coordinate}
+    files, ranked = {}, importances(study)
+    for name, plot in plots.items():
+        if name == "importances" and not ranked:
+            continue  # too little to tell: Optuna would draw equal bars
+        try:
+            kwargs = {}
+            if multi and name != "pareto_front":  # these plots show one objective: exact match
+                kwargs = {"target": lambda t: t.values[0], "target_name": "exact match"}
+            figure = plot(study, **kwargs)
+        except (ValueError, RuntimeError, ZeroDivisionError):  # too few trials for this plot
+            continue
+        files[f"{name}.html"] = figure.to_html(include_plotlyjs="cdn")
+    if study.trials:
+        files["study.png"] = render(study, ranked)
+    return files

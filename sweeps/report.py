@@ -1,6 +1,7 @@
-"""What a study found: best trials, parameter importances, and a CSV for pandas users.
+"""What a study found: its trials as a table, the best ones, parameter importances, and a sweep's summary.
 
     >>> rows = best_trials(study, top=10)  # doctest: +SKIP
+    >>> summary = summarize(study, settings, parent_run_id, seconds=812.5)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -12,43 +13,43 @@ import optuna
 import pandas as pd
 
 from thinker.errors import ThinkerError
-from thinker.sweeps.storage import open_storage
+from thinker.sweeps.settings import SweepSettings
+from thinker.sweeps.stores import redact
+from thinker.sweeps.study import open_storage
+from thinker.sweeps.trial import FINISHED, TrialRecord
+
+RECORD_COLUMNS = ("exact_match", "samples", "train_seconds", "restarts", "reason", "mlflow_run_id")
 
 
 class ReportError(ThinkerError):
     """No such study, or nothing to report."""
 
 
-def open_study(name: str, storage_url: str):
+def open_study(name: str, storage_url: str) -> optuna.Study:
     """Load an existing study without creating anything (no new SQLite file, no new study)."""
     storage = open_storage(storage_url, heartbeat=False, must_exist=True)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    names = optuna.get_all_study_names(storage)
     if name not in names:
         known = f"; studies there: {', '.join(names)}" if names else "; it holds no studies"
         raise ReportError(f"no study {name!r} in {storage_url}{known}")
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def trial_rows(study) -> pd.DataFrame:
-    """One row per trial: number, state, value(s), samples, seconds, exact match, reason, params."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        row = {"trial": t.number, "state": t.state.name}
-        if t.values is not None:
-            for i, value in enumerate(t.values):
-                row["value" if len(t.values) == 1 else f"value_{i}"] = value
-        row["exact_match"] = t.user_attrs.get("exact_match")
-        row["samples"] = t.user_attrs.get("samples")
-        row["train_seconds"] = t.user_attrs.get("train_seconds")
-        row["restarts"] = t.user_attrs.get("restarts")
-        row["reason"] = t.user_attrs.get("fail_reason") or t.user_attrs.get("prune_reason")
-        row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id")
-        row.update({f"param.{k}": v for k, v in t.params.items()})
-        rows.append(row)
-    return pd.DataFrame(rows)
+def trial_rows(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: trial, state, value(s), exact match, samples, seconds, restarts, reason, run, params."""
+    frame = study.trials_dataframe(attrs=("number", "state", "value", "params"))
+    if frame.empty:
+        return frame
+    frame = frame.rename(columns=lambda c: "trial" if c == "number" else "param." + c.removeprefix("params_")
+                         if c.startswith("params_") else c.replace("values_", "value_"))
+    records = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
+    params = [c for c in frame.columns if c.startswith("param.")]
+    for column in RECORD_COLUMNS:
+        frame[column] = [getattr(r, column) for r in records]
+    return frame[[c for c in frame.columns if c not in params] + params]
 
 
-def best_trials(study, top: int = 10) -> pd.DataFrame:
+def best_trials(study: optuna.Study, top: int = 10) -> pd.DataFrame:
     """Complete trials, best first (by the study's direction), then the rest by trial number."""
     frame = trial_rows(study)
     if frame.empty:
@@ -61,7 +62,7 @@ def best_trials(study, top: int = 10) -> pd.DataFrame:
     return pd.concat([complete, rest]).head(top)
 
 
-def importances(study) -> dict[str, float]:
+def importances(study: optuna.Study) -> dict[str, float]:
     """Parameter importances over complete trials (empty when there are too few to tell)."""
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if len(complete) < 2:
@@ -80,3 +81,31 @@ def importances(study) -> dict[str, float]:
         return {}  # PED-ANOVA's way of saying there is too little to tell (too few trials, all alike)
     return {k: v for k, v in values.items() if not math.isnan(v)}
 
+
+def summarize(study: optuna.Study, settings: SweepSettings, parent_id: str | None, seconds: float) -> dict:
+    """A sweep's outcome: what the JSON line says and the parent run records."""
+    trials = study.get_trials(deepcopy=False)
+    records = [TrialRecord.from_trial(t) for t in trials]
+    names = [t.state.name for t in trials]
+    failures = [r.fail_reason for t, r in zip(trials, records) if t.state.name == "FAIL" and not r.interrupted]
+    summary = {
+        "study": settings.study, "task": settings.task, "objective": settings.objective,
+        "trials_target": settings.trials, "finished": sum(s in FINISHED for s in names),
+        "complete": names.count("COMPLETE"), "pruned": names.count("PRUNED"), "failed": names.count("FAIL"),
+        "interrupted": sum(s == "FAIL" and r.interrupted for s, r in zip(names, records)),
+        "samples_total": sum(int(r.samples or 0) for r in records),
+        "sweep_seconds": round(seconds, 2), "storage": redact(settings.storage),
+        "tracking_uri": redact(settings.tracking_uri), "parent_run_id": parent_id,
+        "last_failure": failures[-1] if failures else None,
+    }
+    if not settings.single_objective:
+        summary["pareto_front"] = [{"trial": t.number, "values": t.values, "params": t.params}
+                                   for t in study.best_trials]
+    elif "COMPLETE" in names:
+        best = study.best_trial
+        record = TrialRecord.from_trial(best)
+        summary.update(best_value=best.value, best_trial=best.number, best_params=best.params,
+                       best_exact_match=record.exact_match, best_run_id=record.mlflow_run_id)
+    else:
+        summary.update(best_value=None, best_trial=None)
+    return summary

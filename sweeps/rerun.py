@@ -11,13 +11,12 @@ import re
 from pathlib import Path
 
 from thinker.sweeps.report import ReportError, open_study
-from thinker.sweeps.storage import DEFAULT_STORAGE
+from thinker.sweeps.stores import DEFAULT_STORAGE
 from thinker.sweeps.tracking import download_checkpoint, resolve_tracking_uri, run_config
+from thinker.sweeps.trial import TrialRecord
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-# Runtime settings a rerun picks afresh rather than copying from the trial ("fault": a test-only
-# setting that studies made by earlier versions recorded).
-RUNTIME = ("device", "threads", "fault")
+RUNTIME = ("device", "threads")  # runtime settings a rerun picks afresh rather than copying from the trial
 
 
 def trial_config(ref: str, storage: str | None = None, tracking_uri: str | None = None) -> dict:
@@ -25,7 +24,7 @@ def trial_config(ref: str, storage: str | None = None, tracking_uri: str | None 
     if RUN_ID.match(ref):
         config = run_config(resolve_tracking_uri(tracking_uri), ref)
     else:
-        config = _trial(ref, storage).user_attrs.get("config")
+        config = _record(ref, storage).config
         if not config:
             raise ReportError(f"trial {ref} recorded no configuration")
     return {k: v for k, v in config.items() if k not in RUNTIME}
@@ -36,7 +35,7 @@ def trial_checkpoint(ref: str, dest: str, storage: str | None = None, tracking_u
     """Download the model.pt of trial `STUDY:NUMBER` or MLflow run `RUN_ID` into `dest`; (path, run id)."""
     run_id = ref
     if not RUN_ID.match(ref):
-        run_id = _trial(ref, storage).user_attrs.get("mlflow_run_id")
+        run_id = _record(ref, storage).mlflow_run_id
         if not run_id:
             raise ReportError(f"trial {ref} has no MLflow run")
     return download_checkpoint(resolve_tracking_uri(tracking_uri), run_id, dest), run_id
@@ -48,7 +47,7 @@ def is_trial_ref(ref: str) -> bool:
     return bool(RUN_ID.match(ref)) or bool(sep and study and number.isdecimal())
 
 
-def _trial(ref: str, storage: str | None):
+def _record(ref: str, storage: str | None) -> TrialRecord:
     study_name, sep, number = ref.rpartition(":")
     if not sep or not number.isdecimal() or not study_name:
         raise ReportError(f"expected STUDY:NUMBER or an MLflow run id, got {ref!r}")
@@ -56,5 +55,5 @@ def _trial(ref: str, storage: str | None):
     trials = [t for t in study.get_trials(deepcopy=False) if t.number == int(number)]
     if not trials:
         raise ReportError(f"study {study_name!r} has no trial {number}")
-    return trials[0]
+    return TrialRecord.from_trial(trials[0])
 

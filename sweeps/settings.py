@@ -2,8 +2,9 @@
 
     >>> OBJECTIVES["accuracy"]
     ('maximize',)
-    >>> SweepSettings(task="copy", trials=3, study="copy", storage="sqlite:///optuna.db",
-    ...               tracking_uri="sqlite:///mlflow.db", experiment="thinker-copy", space="copy").directions
+    >>> from thinker.sweeps.space import load_space
+    >>> SweepSettings(task="copy", trials=3, study="copy", storage="sqlite:///optuna.db", space=load_space("copy"),
+    ...               tracking_uri="sqlite:///mlflow.db", experiment="thinker-copy").directions
     ('maximize',)
 
 Objectives: `accuracy` (best held-out exact match), `time-to-target` (samples until the target
@@ -14,7 +15,9 @@ gets wrong), and two multi-objective modes whose best trials form a Pareto front
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+
+from thinker.sweeps.space import Space
 
 OBJECTIVES = {
     "accuracy": ("maximize",),
@@ -22,9 +25,8 @@ OBJECTIVES = {
     "pareto-samples": ("maximize", "minimize"),
     "pareto-seconds": ("maximize", "minimize"),
 }
-SAMPLERS = ("tpe", "random", "gp", "cmaes")  # built in `algorithms`
+SAMPLERS = ("tpe", "random", "gp", "cmaes")  # built in `study`
 PRUNERS = ("hyperband", "median", "none")
-FINISHED = ("COMPLETE", "PRUNED")  # trial states that count towards --trials
 
 
 @dataclass
@@ -37,7 +39,7 @@ class SweepSettings:
     storage: str
     tracking_uri: str
     experiment: str
-    space: str  # a task name (the shipped space) or a path to a space file
+    space: Space  # parsed once, by the command; the worker processes get it with the rest
     sampler: str = "tpe"
     pruner: str = "hyperband"
     objective: str = "accuracy"
@@ -56,5 +58,7 @@ class SweepSettings:
     def directions(self) -> tuple[str, ...]:
         return OBJECTIVES[self.objective]
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @property
+    def single_objective(self) -> bool:
+        """One objective: prunable, with a best trial (two have a Pareto front instead)."""
+        return len(self.directions) == 1

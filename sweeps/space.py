@@ -78,10 +78,11 @@ class Space:
         """One trial's TrainConfig: the task's defaults, fixed values, budget, the suggestion, then runtime."""
         return TrainConfig.for_task(task, **{**self.fixed, **self.budget, **suggested, **runtime})
 
-    def to_dict(self) -> dict:
-        return {"task": self.task, "budget": self.budget, "fixed": self.fixed,
-                "params": {n: {k: v for k, v in vars(p).items() if k != "name" and v not in (None, (), False)}
-                           for n, p in self.params.items()}}
+    def rungs(self, task: str, max_samples: int | None = None) -> tuple[int, int]:
+        """(eval_every, max_samples) of every trial: where a pruner's rungs sit (`max_samples`: --max-samples)."""
+        defaults = TrainConfig.for_task(task)
+        eval_every = self.budget.get("eval_every", self.fixed.get("eval_every", defaults.eval_every))
+        return eval_every, max_samples or self.budget.get("max_samples", defaults.max_samples)
 
 
 def default_space_path(task: str) -> Path | None:

@@ -3,7 +3,7 @@
     now = standing("addition", storage, parent_run_id, single_objective=True)
     now.finished, now.running[0].samples, eta_seconds(now, target=50, workers=2)
 
-Every worker writes its trial's progress into the storage (`objective.LiveProgress`), so any
+Every worker writes its trial's progress into its record in the storage (`objective.TrialLogger`), so any
 process can watch any worker, on this machine or another; an invocation shows the trials of its
 own parent run.
 """
@@ -16,7 +16,7 @@ from datetime import datetime
 
 import optuna
 
-from thinker.sweeps.settings import FINISHED
+from thinker.sweeps.trial import FINISHED, Live, TrialRecord
 
 
 @dataclass
@@ -64,20 +64,18 @@ def standing(study_name: str, storage, parent_run_id: str | None, single_objecti
         best = (study.best_value, study.best_trial.number)
     now = Standing(finished=sum(t.state.name in FINISHED for t in trials), best=best)
     for t in trials:
-        attrs = t.user_attrs
-        own = parent_run_id is None or attrs.get("parent_run_id") == parent_run_id
+        record = TrialRecord.from_trial(t)
+        own = parent_run_id is None or record.parent_run_id == parent_run_id
         if t.state.name == "RUNNING" and own:
-            live = attrs.get("live", {})
+            live = record.live or Live()
             now.running.append(Running(
-                number=t.number, params=dict(t.params), samples=int(live.get("samples", 0)),
-                budget=int(attrs.get("budget", 0)), exact_match=live.get("exact_match"),
-                samples_per_s=live.get("samples_per_s"), device=attrs.get("device", "?"),
+                number=t.number, params=dict(t.params), samples=live.samples, budget=record.budget or 0,
+                exact_match=live.exact_match, samples_per_s=live.samples_per_s, device=record.device or "?",
                 seconds=_seconds(t.datetime_start, None)))
         elif t.state.name in (*FINISHED, "FAIL"):
             now.ended.append(Ended(
                 number=t.number, state=t.state.name, value=t.value if t.values and len(t.values) == 1 else None,
-                seconds=_seconds(t.datetime_start, t.datetime_complete),
-                reason=attrs.get("fail_reason") or attrs.get("prune_reason"), own=own))
+                seconds=_seconds(t.datetime_start, t.datetime_complete), reason=record.reason, own=own))
     return now
 
 

@@ -1,4 +1,4 @@
-"""MLflow for sweeps and the bench: a parent run per invocation, a child run per trial.
+"""MLflow for sweeps, eval and the bench: a run per trial, under its invocation's parent run.
 
     >>> uri = resolve_tracking_uri(None)  # doctest: +SKIP
     >>> tracker = Tracker(uri, "thinker-addition")  # doctest: +SKIP
@@ -9,7 +9,8 @@ waits on the tracking store (one `log_metric` costs ~15 ms on SQLite, and a tria
 values). MLflow's own `log_batch(..., synchronous=False)` was measured against this thread: trials
 ran 3-4% slower with it (samples/s with logging over without, one thread, three rounds: 0.961-0.976
 against 1.004-1.029 for the thread), so the thread stays. System metrics (CPU, memory, GPU with nvidia-ml-py)
-come from MLflow's monitor, started by `mlflow.start_run(run_id=..., log_system_metrics=True)`.
+come from MLflow's monitor, started by `mlflow.start_run(run_id=..., log_system_metrics=True)`. A sweep's
+parent run is `coordinator`'s to start and end.
 """
 
 from __future__ import annotations
@@ -23,14 +24,12 @@ import time
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from thinker.errors import one_line
-from thinker.sweeps.first_open import opened_together
-from thinker.sweeps.storage import redact
-from thinker.sweeps.tracking_uri import TrackingError, check_tracking, resolve_tracking_uri
+from thinker.sweeps.stores import TrackingError, check_tracking, opened_together, redact, resolve_tracking_uri
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's runs table, not GenAI
 SYSTEM_METRICS_SECONDS = 2
@@ -44,27 +43,24 @@ def client(uri: str, must_exist: bool = False) -> MlflowClient:
     file of another kind (an Optuna database) would get MLflow's tables added. `must_exist`: a reader's
     store, which opening must not create."""
     check_tracking(uri, must_exist)
-    quiet_mlflow()
     try:
-        found = opened_together(lambda: MlflowClient(tracking_uri=uri))
+        found = _open(uri)
         found.search_experiments(max_results=1)  # the store opens here, not at the first real call
         return found
     except MlflowException as e:
-        raise TrackingError(f"cannot use tracking URI {redact(uri)!r}: {one_line(e, 200)}") from None
+        raise TrackingError(f"cannot use tracking URI {redact(uri)!r}: {redact(uri, one_line(e, 200))}") from None
 
 
-def quiet_mlflow() -> None:
-    """MLflow's download bars would tear the sweep's live view (its log lines: `logs.py`)."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+def _open(uri: str) -> MlflowClient:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # its bars would tear the live view
+    return opened_together(lambda: MlflowClient(tracking_uri=uri))
 
 
 class Tracker:
     """One process's connection to the tracking store, bound to one experiment."""
 
     def __init__(self, uri: str, experiment: str) -> None:
-        quiet_mlflow()
-        self.uri = uri
-        self.client = opened_together(lambda: MlflowClient(tracking_uri=uri))
+        self.uri, self.client = uri, _open(uri)
         try:
             found = self.client.get_experiment_by_name(experiment)
             self.experiment_id = found.experiment_id if found else self.client.create_experiment(
@@ -72,7 +68,8 @@ class Tracker:
         except Exception as e:  # a race with another worker creating it, or an unusable store
             found = self.client.get_experiment_by_name(experiment)
             if found is None:
-                raise TrackingError(f"cannot use tracking store {redact(uri)}: {str(e).splitlines()[0]}") from None
+                raise TrackingError(f"cannot use tracking store {redact(uri)}: "
+                                    f"{redact(uri, str(e).splitlines()[0])}") from None
             self.experiment_id = found.experiment_id
         if found is not None and found.lifecycle_stage == "deleted":
             raise TrackingError(f"MLflow experiment {experiment!r} is deleted (its name stays taken): restore it "
@@ -90,9 +87,8 @@ class Tracker:
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in flat.items()])
         return TrialRun(self, run.info.run_id)
 
-    def finish_parent(self, run_id: str, status: str, metrics: dict[str, float], tags: dict[str, str]) -> None:
+    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
         log_now(self.client, run_id, metrics)
-        self.end(run_id, status, tags)
 
     def log_files(self, run_id: str, files: dict[str, bytes | str], path: str | None = None) -> None:
         """Write `files` (name -> content) as artifacts of the run, under `path`."""
@@ -117,8 +113,7 @@ class Tracker:
 
     def end(self, run_id: str, status: str, tags: dict[str, str]) -> None:
         """Tag and terminate a run."""
-        for key, value in tags.items():
-            self.client.set_tag(run_id, key, value)
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         self.client.set_terminated(run_id, status)
 
 
@@ -192,12 +187,7 @@ def _start_system_metrics(run_id: str, uri: str) -> bool:
 
 def run_config(uri: str, run_id: str) -> dict:
     """The training config a trial run recorded (its `thinker.config` tag)."""
-    found = client(uri, must_exist=True)
-    try:
-        run = found.get_run(run_id)
-    except MlflowException:
-        raise TrackingError(f"no MLflow run {run_id} in {redact(uri)}") from None
-    text = run.data.tags.get("thinker.config")
+    text = _run(uri, run_id)[1].data.tags.get("thinker.config")
     if not text:
         raise TrackingError(f"MLflow run {run_id} is not a thinker trial (no thinker.config tag)")
     return json.loads(text)
@@ -205,17 +195,22 @@ def run_config(uri: str, run_id: str) -> dict:
 
 def download_checkpoint(uri: str, run_id: str, dest: str) -> Path:
     """The model.pt a trial run (its `checkpoint/`) or a sweep's parent run (its `best_trial/`) holds."""
-    found = client(uri, must_exist=True)
-    try:
-        found.get_run(run_id)
-    except MlflowException:
-        raise TrackingError(f"no MLflow run {run_id} in {redact(uri)}") from None
+    found, _ = _run(uri, run_id)
     for folder in ("checkpoint", "best_trial"):
         try:
             return Path(found.download_artifacts(run_id, f"{folder}/model.pt", dest))
         except (MlflowException, OSError):
             continue
     raise TrackingError(f"MLflow run {run_id} holds no checkpoint (only completed trials save one)")
+
+
+def _run(uri: str, run_id: str):
+    """(a client, the run) from an existing store; TrackingError if it has no such run."""
+    found = client(uri, must_exist=True)
+    try:
+        return found, found.get_run(run_id)
+    except MlflowException:
+        raise TrackingError(f"no MLflow run {run_id} in {redact(uri)}") from None
 
 
 def log_metrics(uri: str, run_id: str, metrics: dict[str, float]) -> None:
@@ -268,6 +263,3 @@ def flatten(values: dict, prefix: str = "") -> dict:
             flat[f"{prefix}{key}"] = value
     return flat
 
-
-def config_json(config: dict) -> str:
-    return json.dumps(config, sort_keys=True)

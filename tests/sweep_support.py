@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from thinker.cli import app
+from thinker.sweeps.trial import TrialRecord
 
 SPACE = str(Path(__file__).parent / "fixtures" / "tiny_copy.toml")
 runner = CliRunner()
@@ -43,6 +44,10 @@ def runs(experiment="thinker-copy"):
     parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
     return client, parents, children
+
+
+def record(trial) -> TrialRecord:
+    return TrialRecord.from_trial(trial)
 
 
 def finished(s):

@@ -8,9 +8,9 @@ import threading
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from thinker.sweeps import first_open
-from thinker.sweeps.first_open import opened_together
-from thinker.sweeps.storage import open_storage
+from thinker.sweeps import stores
+from thinker.sweeps.stores import opened_together
+from thinker.sweeps.study import open_storage
 
 
 def at_once(n: int, open_one) -> list[str]:
@@ -60,7 +60,7 @@ def duplicate() -> IntegrityError:
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
-    monkeypatch.setattr(first_open.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(stores.time, "sleep", lambda seconds: None)
 
 
 def test_a_store_another_process_is_creating_is_opened_once_it_is_there():

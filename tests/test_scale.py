@@ -24,8 +24,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.test_first_open import at_once
-from thinker.sweeps.storage import open_storage
-from thinker.sweeps.tracking_uri import TrackingError, check_tracking
+from thinker.sweeps.stores import TrackingError, check_tracking
+from thinker.sweeps.study import open_storage
+from thinker.sweeps.trial import TrialRecord
 
 PG = os.environ.get("THINKER_TEST_POSTGRES")
 PASSWORD = PG.split(":")[2].split("@")[0] if PG else None
@@ -106,7 +107,7 @@ def wait_for_running_trial(study: str, proc: subprocess.Popen, timeout: float = 
                             f"{proc.stderr.read()[-2000:]}")
             try:
                 s = optuna.load_study(study_name=study, storage=storage)
-                if any(t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{pid}")
+                if any(t.state.name == "RUNNING" and (TrialRecord.from_trial(t).worker or "").endswith(f":{pid}")
                        for t in s.trials):
                     return
             except KeyError:  # the study does not exist yet
@@ -180,11 +181,11 @@ def test_two_workers_one_killed_then_a_fresh_one(mlflow_server, tmp_path):
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert n <= len(complete) <= n + 2  # overshoot: at most the trials in flight at the end
     assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
-    killed = [t for t in trials if t.state.name == "FAIL" and t.user_attrs["worker"].endswith(f":{a.pid}")]
+    killed = [t for t in trials if t.state.name == "FAIL" and TrialRecord.from_trial(t).worker.endswith(f":{a.pid}")]
     assert len(killed) == 1
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed[0].number]
     assert retried and retried[0].state.name == "COMPLETE" and retried[0].params == killed[0].params
-    assert len({t.user_attrs["worker"] for t in complete}) >= 2  # both survivors contributed
+    assert len({TrialRecord.from_trial(t).worker for t in complete}) >= 2  # both survivors contributed
 
     client, runs = server_runs(mlflow_server, study_name)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
@@ -195,7 +196,7 @@ def test_two_workers_one_killed_then_a_fresh_one(mlflow_server, tmp_path):
         by_trial.setdefault(int(r.data.tags["optuna.trial_number"]), []).append(r)
     assert all(len(rs) == 1 for rs in by_trial.values())  # one run per trial number
     for t in complete:
-        assert by_trial[t.number][0].info.run_id == t.user_attrs["mlflow_run_id"]
+        assert by_trial[t.number][0].info.run_id == TrialRecord.from_trial(t).mlflow_run_id
         assert by_trial[t.number][0].info.status == "FINISHED"
     assert by_trial[killed[0].number][0].info.status == "KILLED"  # closed by a surviving worker
     assert not [r for r in runs if r.info.status == "RUNNING"]

@@ -11,8 +11,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from thinker.sweeps.plots import curves, render
+from thinker.sweeps.plots import curves, render, render_plots
 from thinker.sweeps.report import importances
+from thinker.sweeps.trial import TrialRecord
 
 PNG = b"\x89PNG\r\n\x1a\n"
 LR = {"lr": FloatDistribution(1e-4, 1e-2, log=True)}
@@ -42,10 +43,10 @@ def study_of(objective: str, trials: list[dict], directions=("maximize",)) -> op
 def test_a_curve_is_what_the_trial_trained_and_reads_as_exact_match():
     study = study_of("accuracy", [
         # stopped at its target after 16k samples; the pruner saw its value repeated up to the budget
-        dict(state=TrialState.COMPLETE, value=1.0, user_attrs={"samples": 16384},
+        dict(state=TrialState.COMPLETE, value=1.0, user_attrs=TrialRecord(samples=16384).attrs(),
              intermediate_values={8192: 0.5, 16384: 1.0, 24576: 1.0, 32768: 1.0}),
-        dict(state=TrialState.PRUNED, user_attrs={"samples": 8192}, intermediate_values={8192: 0.1}),
-        dict(state=TrialState.FAIL, user_attrs={}),  # failed before its first evaluation: no curve
+        dict(state=TrialState.PRUNED, user_attrs=TrialRecord(samples=8192).attrs(), intermediate_values={8192: 0.1}),
+        dict(state=TrialState.FAIL, user_attrs=TrialRecord().attrs()),  # failed before its first evaluation: no curve
     ])
     got = curves(study)
     assert [(c.trial, c.state, c.samples, c.exact_match) for c in got] == [
@@ -56,7 +57,7 @@ def test_a_curve_is_what_the_trial_trained_and_reads_as_exact_match():
 
 def test_other_objectives_report_one_minus_exact_match_and_the_curve_turns_it_back():
     study = study_of("time-to-target", [
-        dict(state=TrialState.COMPLETE, value=16384.0, user_attrs={"samples": 16384},
+        dict(state=TrialState.COMPLETE, value=16384.0, user_attrs=TrialRecord(samples=16384).attrs(),
              intermediate_values={8192: 0.75, 16384: 0.0}),
     ], directions=("minimize",))
     assert curves(study)[0].exact_match == (0.25, 1.0)
@@ -64,13 +65,14 @@ def test_other_objectives_report_one_minus_exact_match_and_the_curve_turns_it_ba
 
 @pytest.mark.parametrize("objective, directions, trials", [
     ("accuracy", ("maximize",), [
-        dict(state=TrialState.COMPLETE, value=v, user_attrs={"samples": 8192 * (i + 1)},
+        dict(state=TrialState.COMPLETE, value=v, user_attrs=TrialRecord(samples=8192 * (i + 1)).attrs(),
              intermediate_values={8192 * (k + 1): v * (k + 1) / (i + 1) for k in range(i + 1)})
         for i, v in enumerate([0.3, 0.9, 0.6, 1.0])] + [
-        dict(state=TrialState.PRUNED, user_attrs={"samples": 8192}, intermediate_values={8192: 0.05}),
+        dict(state=TrialState.PRUNED, user_attrs=TrialRecord(samples=8192).attrs(), intermediate_values={8192: 0.05}),
         dict(state=TrialState.FAIL)]),
     ("time-to-target", ("minimize",), [
-        dict(state=TrialState.COMPLETE, value=v, user_attrs={"samples": int(v)}, intermediate_values={8192: 0.5})
+        dict(state=TrialState.COMPLETE, value=v, user_attrs=TrialRecord(samples=int(v)).attrs(),
+             intermediate_values={8192: 0.5})
         for v in (40960.0, 24576.0)]),
     ("pareto-samples", ("maximize", "minimize"), [
         dict(state=TrialState.COMPLETE, values=v) for v in ([0.9, 20000.0], [1.0, 50000.0], [0.8, 60000.0])]),
@@ -106,11 +108,6 @@ def test_trials_all_alike_give_no_importances_rather_than_equal_ones():
 
 
 def test_the_parent_run_gets_no_importance_plot_when_there_is_nothing_to_tell():
-    from thinker.sweeps.settings import SweepSettings  # noqa: PLC0415
-    from thinker.sweeps.summary import render_plots  # noqa: PLC0415
-
-    settings = SweepSettings(task="copy", trials=4, study="copy", storage="sqlite:///optuna.db",
-                             tracking_uri="sqlite:///mlflow.db", experiment="thinker-copy", space="copy")
     alike = study_of("accuracy", [dict(state=TrialState.COMPLETE, value=1.0) for _ in range(4)])
-    files = quietly(render_plots, alike, settings)
+    files = quietly(render_plots, alike)
     assert "importances.html" not in files and {"history.html", "study.png"} <= set(files)

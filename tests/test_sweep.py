@@ -9,12 +9,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from tests.faults import device_crash, diverge, error, inject, nan_once
-from tests.sweep_support import SPACE, finished, in_tmp, last_json, runner, runs, study, sweep  # noqa: F401
+from tests.sweep_support import SPACE, finished, in_tmp, last_json, record, runner, runs, study, sweep  # noqa: F401
 from thinker.cli import app
-from thinker.sweeps.repair import fail_trials_of
-from thinker.sweeps.storage import open_storage
+from thinker.sweeps.study import fail_trials_of, open_storage
+from thinker.sweeps.trial import TrialRecord
 
 pytestmark = pytest.mark.usefixtures("in_tmp")
 
@@ -41,7 +42,7 @@ def test_sweep_tracks_every_trial_and_resumes():
     by_number = {t.number: t for t in study().trials}
     for child in children:
         trial = by_number[int(child.data.tags["optuna.trial_number"])]
-        assert trial.user_attrs["mlflow_run_id"] == child.info.run_id
+        assert record(trial).mlflow_run_id == child.info.run_id
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"plots", "best_trial"} <= artifacts
     assert "plots/study.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
@@ -106,7 +107,7 @@ def test_pruning_prunes_and_records_why():
     states = {c.data.tags["optuna.trial_number"]: c.data.tags["state"] for c in children}
     for t in pruned:
         assert states[str(t.number)] == "PRUNED"
-        assert t.user_attrs["samples"] < 6144
+        assert record(t).samples < 6144
 
 
 class PruneAlways(optuna.pruners.BasePruner):
@@ -121,15 +122,15 @@ def test_a_trial_is_never_pruned_at_its_last_evaluation(monkeypatch, max_samples
     result = sweep("--trials", "2", "--max-samples", str(max_samples))
     assert result.exit_code == 0, result.output
     assert [t.state.name for t in study().trials] == [state, state]
-    assert all(t.user_attrs["samples"] == 512 for t in study().trials)
+    assert all(record(t).samples == 512 for t in study().trials)
 
 def test_failures_are_recorded_and_the_sweep_goes_on(monkeypatch):
     inject(monkeypatch, {0: diverge(512), 1: error(512)})
     result = sweep("--trials", "3", "--pruner", "none")
     assert result.exit_code == 0, result.output
     trials = {t.number: t for t in study().trials}
-    assert trials[0].state.name == "FAIL" and "diverged" in trials[0].user_attrs["fail_reason"]
-    assert trials[1].state.name == "FAIL" and "injected fault" in trials[1].user_attrs["fail_reason"]
+    assert trials[0].state.name == "FAIL" and "diverged" in record(trials[0]).fail_reason
+    assert trials[1].state.name == "FAIL" and "injected fault" in record(trials[1]).fail_reason
     assert len(finished(study())) == 3
     _, _, children = runs()
     failed = [c for c in children if c.data.tags["state"] == "FAIL"]
@@ -144,8 +145,8 @@ def test_a_lost_device_stops_its_worker_instead_of_failing_every_trial(monkeypat
     result = sweep("--trials", "4", "--pruner", "none")
     trials = study().trials
     assert [t.state.name for t in trials] == ["FAIL"], result.output
-    assert "illegal memory access" in trials[0].user_attrs["fail_reason"]
-    assert "device is unusable" in trials[0].user_attrs["fail_reason"]
+    assert "illegal memory access" in record(trials[0]).fail_reason
+    assert "device is unusable" in record(trials[0]).fail_reason
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["status"] == "stopped" and "illegal memory access" in summary["last_failure"]
     assert result.exit_code == 1  # a sweep its failures stopped is no success
@@ -159,14 +160,16 @@ def test_trials_of_a_worker_process_that_died_are_failed_and_retried_at_once():
     storage = open_storage("sqlite:///optuna.db")
     dead = optuna.create_study(storage=storage, study_name="copy")
     for worker in ("host:4242", "host:1"):  # the dead process's trial, and a live one's
-        dead.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}).set_user_attr("worker", worker)
-    assert fail_trials_of(dead, "host:4242", "worker-1 died (signal 9, SIGKILL)") == 1
+        TrialRecord(worker=worker).to_storage(dead.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1,
+                                                                                                     log=True)}))
+    assert fail_trials_of(dead, storage, "host:4242", "worker-1 died (signal 9, SIGKILL)") == 1
     killed, alive, retry = dead.get_trials()
     assert (killed.state.name, alive.state.name, retry.state.name) == ("FAIL", "RUNNING", "WAITING")
-    assert killed.user_attrs["fail_reason"] == "worker-1 died (signal 9, SIGKILL)"
+    assert record(killed).fail_reason == "worker-1 died (signal 9, SIGKILL)"
     assert retry.params == killed.params and retry.system_attrs["failed_trial"] == killed.number
-    assert "fail_reason" not in retry.user_attrs
-    assert fail_trials_of(dead, "host:1", "worker-0 died (exit code 1)", retry=False) == 1  # the study was done
+    assert record(retry) == TrialRecord()  # a fresh trial: the failure and its worker stay with the failed one
+    # the study was done: no retry
+    assert fail_trials_of(dead, storage, "host:1", "worker-0 died (exit code 1)", retry=False) == 1
     assert [t.state.name for t in dead.get_trials()] == ["FAIL", "FAIL", "WAITING"]
 
 
@@ -195,11 +198,11 @@ def test_nan_once_recovers_inside_the_trial(monkeypatch):
     result = sweep("--trials", "1", "--pruner", "none")
     assert result.exit_code == 0, result.output
     (trial,) = study().trials
-    assert trial.state.name == "COMPLETE" and trial.user_attrs["restarts"] == 1
+    assert trial.state.name == "COMPLETE" and record(trial).restarts == 1
 
 
 def test_two_workers_share_one_study_without_lock_errors(monkeypatch):
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # auto: one single-threaded worker per core
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # auto: one single-threaded worker per core
     result = sweep("--trials", "4", "--trials-per-device", "auto", "--pruner", "none")
     assert result.exit_code == 0, result.output
     assert "workers: 2 on this machine, 1 thread each (auto: one single-threaded trial per CPU core" in result.stderr
@@ -227,8 +230,8 @@ def test_time_to_target_minimises_samples():
     s = study()
     assert s.direction.name == "MINIMIZE"
     for t in s.trials:
-        reached = t.user_attrs["samples_to_target"]
-        assert t.value == (reached if reached is not None else 6144 * (2 - t.user_attrs["exact_match"]))
+        reached = record(t).samples_to_target
+        assert t.value == (reached if reached is not None else 6144 * (2 - record(t).exact_match))
 
 
 def test_report_and_rerun_from_a_trial(tmp_path):
@@ -247,11 +250,11 @@ def test_report_and_rerun_from_a_trial(tmp_path):
     best = study().best_trial
     result = runner.invoke(app, ["train", "copy", "--from-trial", f"copy:{best.number}", "--out", "rerun"])
     assert result.exit_code == 0, result.output
-    assert last_json(result)["samples"] == best.user_attrs["samples"]  # the same run, bit for bit
-    run_id = best.user_attrs["mlflow_run_id"]
+    assert last_json(result)["samples"] == record(best).samples  # the same run, bit for bit
+    run_id = record(best).mlflow_run_id
     result = runner.invoke(app, ["train", "copy", "--from-trial", run_id, "--out", "rerun2"])
     assert result.exit_code == 0, result.output
-    assert last_json(result)["samples"] == best.user_attrs["samples"]  # the MLflow run holds the same config
+    assert last_json(result)["samples"] == record(best).samples  # the MLflow run holds the same config
 
 
 @pytest.mark.parametrize("variable", ["THINKER_HEARTBEAT_SECONDS", "THINKER_GRACE_SECONDS"])
@@ -335,8 +338,21 @@ def test_bad_space_file_names_the_problem(text, message, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["space.toml"]
 
 
+def test_workers_are_sized_from_the_cpus_this_process_may_use(monkeypatch):
+    """A container or `taskset` gives a process fewer CPUs than the host has: auto counts those."""
+    from thinker.cli.sweep import place_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the host's cores
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
+    assert place_workers(torch.device("cpu"), [], "auto", None).workers == 1
+    assert place_workers(torch.device("cpu"), [], "1", 2).threads == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr("thinker.machine.cpu_quota", lambda: 2.5)  # cgroup cpu.max "250000 100000"
+    assert place_workers(torch.device("cpu"), [], "auto", None).workers == 2
+
+
 def test_placement_of_trials_on_devices():
-    from thinker.sweeps.placement import plan_workers
+    from thinker.sweeps.workers import plan_workers
 
     auto = plan_workers("cpu", [], "auto", cpu_count=2)
     assert (auto.workers, auto.threads) == (2, 1)
@@ -357,7 +373,7 @@ def test_eval_and_predict_a_trial_by_study_and_by_mlflow_run():
     assert result.exit_code == 0, result.output
     summary = last_json(result)
     assert summary["mode"] == "exhaustive" and summary["all_problems"] == 5 ** 4
-    run_id = trial.user_attrs["mlflow_run_id"]
+    run_id = record(trial).mlflow_run_id
     assert summary["mlflow_run_id"] == run_id
     client, _, _ = runs()
     logged = client.get_run(run_id).data.metrics
@@ -371,14 +387,18 @@ def test_eval_and_predict_a_trial_by_study_and_by_mlflow_run():
 
 def test_invocations_starting_together_keep_each_others_parent_runs():
     """Each parent run is its own study attribute: two invocations writing at once lose neither id."""
-    from thinker.sweeps.repair import parent_runs, record_parent  # noqa: PLC0415
+    from thinker.sweeps.coordinator import ParentRun, parent_runs  # noqa: PLC0415
+    from thinker.sweeps.settings import SweepSettings  # noqa: PLC0415
+    from thinker.sweeps.space import load_space  # noqa: PLC0415
+    from thinker.sweeps.tracking import Tracker  # noqa: PLC0415
 
+    settings = SweepSettings(task="copy", trials=1, study="s", storage="sqlite:///optuna.db", space=load_space(SPACE),
+                             tracking_uri=f"sqlite:///{Path.cwd() / 'mlflow.db'}", experiment="e")
     first = optuna.create_study(study_name="s", storage="sqlite:///optuna.db")
     second = optuna.load_study(study_name="s", storage="sqlite:///optuna.db")
-    first.set_user_attr("mlflow_parent_runs", ["old"])  # how earlier versions kept them
-    record_parent(first, "a")
-    record_parent(second, "b")
-    assert sorted(parent_runs(first)) == ["a", "b", "old"]
+    tracker = Tracker(settings.tracking_uri, settings.experiment)
+    a, b = ParentRun(tracker, settings, first), ParentRun(tracker, settings, second)
+    assert sorted(parent_runs(first)) == sorted([a.run_id, b.run_id])
 
 
 def test_report_on_80_columns_wraps_between_parameters_not_inside_one(monkeypatch):
@@ -387,7 +407,8 @@ def test_report_on_80_columns_wraps_between_parameters_not_inside_one(monkeypatc
     distributions = {k: optuna.distributions.CategoricalDistribution([v]) for k, v in params.items()}
     made = optuna.create_study(study_name="copy", storage="sqlite:///optuna.db", direction="maximize")
     made.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=0.5,
-                                             user_attrs={"exact_match": 0.5, "samples": 4096, "train_seconds": 3.2}))
+                                             user_attrs=TrialRecord(exact_match=0.5, samples=4096,
+                                                                    train_seconds=3.2).attrs()))
     monkeypatch.setenv("COLUMNS", "80")
     result = runner.invoke(app, ["report", "copy"])
     assert result.exit_code == 0, result.output

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sweep_support import SPACE, finished, in_tmp, last_json, runs, study, sweep  # noqa: F401
+from tests.sweep_support import SPACE, finished, in_tmp, last_json, record, runs, study, sweep  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("in_tmp")
 
@@ -62,7 +62,7 @@ def test_a_signal_mid_trial_leaves_no_running_run_and_the_next_invocation_resume
     assert [p.info.status for p in parents] == ["KILLED"]
     assert [c.info.status for c in children] == ["KILLED"]
     assert [t.state.name for t in study().trials] == ["FAIL"]
-    assert study().trials[0].user_attrs["fail_reason"] == "interrupted"
+    assert record(study().trials[0]).fail_reason == "interrupted"
     result = sweep("--trials", "2", "--pruner", "none")  # the quick space: resumes to 2 finished trials
     assert result.exit_code == 0, result.output
     assert len(finished(study())) == 2
@@ -85,7 +85,7 @@ def test_sigkill_mid_trial_then_rerun_finishes_the_study_on_sqlite(tmp_path, mon
     assert trials[killed.number].state.name == "FAIL" and len(finished(study())) >= 2
     client, parents, children = runs()
     assert all(r.info.status != "RUNNING" for r in parents + children)
-    assert client.get_run(killed.user_attrs["mlflow_run_id"]).info.status == "KILLED"
+    assert client.get_run(record(killed).mlflow_run_id).info.status == "KILLED"
     assert sorted(p.info.status for p in parents) == ["FINISHED", "KILLED"]  # the dead invocation's parent
 
 
@@ -98,9 +98,9 @@ def twice(signum):
 
 
 def test_signals_during_the_wrap_up_end_the_parent_and_keep_the_summary(monkeypatch):
-    import thinker.sweeps.summary as summary
+    import thinker.sweeps.coordinator as coordinator
 
-    monkeypatch.setattr(summary, "render_plots", twice(signal.SIGTERM))
+    monkeypatch.setattr(coordinator, "render_plots", twice(signal.SIGTERM))
     result = sweep("--trials", "1", "--pruner", "none")
     assert result.exit_code == 130, result.output
     doc = last_json(result)
@@ -128,6 +128,6 @@ def test_a_signal_while_the_study_is_set_up_starts_no_trial(monkeypatch):
 
 def _a_trial_is_running() -> bool:
     try:
-        return any(t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs for t in study().trials)
+        return any(t.state.name == "RUNNING" and record(t).mlflow_run_id for t in study().trials)
     except Exception:  # no study yet
         return False

@@ -31,7 +31,7 @@ def report_command(
 ) -> None:
     """Show the best trials of a sweep (value, params, samples, seconds, state) and what mattered."""
     from thinker.sweeps.report import best_trials, importances, open_study, trial_rows  # noqa: PLC0415 - Optuna
-    from thinker.sweeps.storage import DEFAULT_STORAGE, check_url, journal_path, sqlite_path  # noqa: PLC0415
+    from thinker.sweeps.stores import DEFAULT_STORAGE, check_url, journal_path, sqlite_path  # noqa: PLC0415
 
     name = study or task
     if not name:

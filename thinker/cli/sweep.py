@@ -6,7 +6,6 @@
 """
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -73,8 +72,14 @@ def sweep_command(
     from thinker.sweeps.coordinator import run_sweep  # noqa: PLC0415 - Optuna and MLflow from here on
     from thinker.sweeps.logs import route_library_logs  # noqa: PLC0415
     from thinker.sweeps.space import load_space  # noqa: PLC0415
-    from thinker.sweeps.storage import DEFAULT_STORAGE, check_url, redact, same_database  # noqa: PLC0415
-    from thinker.sweeps.tracking_uri import check_tracking, resolve_tracking_uri  # noqa: PLC0415
+    from thinker.sweeps.stores import (  # noqa: PLC0415
+        DEFAULT_STORAGE,
+        check_tracking,
+        check_url,
+        redact,
+        resolve_tracking_uri,
+        same_database,
+    )
 
     check_task(task)
     if timeout is not None and timeout <= 0:  # Typer's ranges cannot exclude their end
@@ -98,7 +103,7 @@ def sweep_command(
         / "sweep.log"
     settings = SweepSettings(
         task=task, trials=trials, study=study or task, storage=storage, tracking_uri=tracking,
-        experiment=experiment or f"thinker-{task}", space=str(space.resolve()) if space else task,
+        experiment=experiment or f"thinker-{task}", space=loaded,
         sampler=sampler, pruner=pruner, objective=objective, max_samples=max_samples, timeout=timeout,
         device=str(dev), gpus=placement.gpus, jobs=placement.workers, seed=seed, threads=placement.threads,
         placement=placement.reason, log_file=str(log_file), verbose=verbose)
@@ -148,7 +153,8 @@ def failed(summary: dict) -> str:
 
 def place_workers(device, gpus: list[int], per_device: str, jobs: int | None):
     """--jobs as given, else --trials-per-device on each GPU (or on the CPU)."""
-    from thinker.sweeps.placement import Placement, check_host_memory, plan_workers  # noqa: PLC0415
+    from thinker.machine import usable_cpus  # noqa: PLC0415
+    from thinker.sweeps.workers import Placement, check_host_memory, plan_workers  # noqa: PLC0415
     from thinker.training.memory import available_bytes  # noqa: PLC0415
 
     available = available_bytes() / 2**30
@@ -156,21 +162,21 @@ def place_workers(device, gpus: list[int], per_device: str, jobs: int | None):
         gpus = [device.index if device.index is not None else 0]
     if jobs is not None:
         check_host_memory(jobs, available, f"--jobs {jobs}")
-        threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and not gpus else 0
+        threads = max(1, usable_cpus() // jobs) if jobs > 1 and not gpus else 0
         return Placement(jobs, threads, gpus, f"--jobs {jobs}")
     free_gib = None
     if gpus:
         import torch  # noqa: PLC0415
 
         free_gib = [torch.cuda.mem_get_info(g)[0] / 2**30 for g in gpus]
-    placement = plan_workers(device.type, gpus, per_device, os.cpu_count() or 1, free_gib)
+    placement = plan_workers(device.type, gpus, per_device, usable_cpus(), free_gib)
     check_host_memory(placement.workers, available, f"--trials-per-device {per_device}")
     return placement
 
 
 def where_next(settings, summary: dict) -> list[str]:
     """The commands and the link that open what this sweep produced."""
-    from thinker.sweeps.storage import DEFAULT_STORAGE, redact  # noqa: PLC0415
+    from thinker.sweeps.stores import DEFAULT_STORAGE, redact  # noqa: PLC0415
 
     uri, experiment, parent = settings.tracking_uri, summary.get("experiment_id"), summary["parent_run_id"]
     page = f"#/experiments/{experiment}/runs/{parent}?workflowType=machine_learning"

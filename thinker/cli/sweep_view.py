@@ -88,7 +88,8 @@ def watch_trials(started, log_file: Path | None, forecast: Forecast):
     """The live view for `run_sweep(watch=...)`; notes its first ETA in `forecast` for the summary."""
     from thinker.sweeps.logs import start_log_file  # noqa: PLC0415
     from thinker.sweeps.standing import eta_seconds, expected_finished, standing  # noqa: PLC0415 - Optuna
-    from thinker.sweeps.storage import open_storage, redact  # noqa: PLC0415
+    from thinker.sweeps.stores import redact  # noqa: PLC0415
+    from thinker.sweeps.study import open_storage  # noqa: PLC0415
 
     settings = started.settings
     start_log_file()
