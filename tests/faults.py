@@ -59,3 +59,22 @@ def inject(monkeypatch, hooks: dict) -> None:
         return real_train(cfg, loss_hook=hooks.get(n), **kwargs)
 
     monkeypatch.setattr(objective, "train", train)
+
+
+def scores(monkeypatch, exact_matches: list[float]) -> None:
+    """Make a sweep's objective see these held-out exact matches at its evaluations, in order (the last one from
+    then on), whatever the model scored: a trial whose exact match falls after a good evaluation, say."""
+    import thinker.sweeps.objective as objective
+
+    real_train = objective.train
+
+    def train(cfg, on_eval, **kwargs):
+        seen = []
+
+        def scripted(samples: int, metrics: dict) -> None:
+            seen.append(samples)
+            on_eval(samples, {**metrics, "exact_match": exact_matches[min(len(seen), len(exact_matches)) - 1]})
+
+        return real_train(cfg, on_eval=scripted, **kwargs)
+
+    monkeypatch.setattr(objective, "train", train)

@@ -11,7 +11,7 @@ import optuna
 import pytest
 import torch
 
-from tests.faults import device_crash, diverge, error, inject, nan_once
+from tests.faults import device_crash, diverge, error, inject, nan_once, scores
 from tests.sweep_support import SPACE, finished, in_tmp, last_json, record, runner, runs, study, sweep  # noqa: F401
 from thinker.cli import app
 from thinker.sweeps.study import fail_trials_of, open_storage
@@ -108,6 +108,18 @@ def test_pruning_prunes_and_records_why():
     for t in pruned:
         assert states[str(t.number)] == "PRUNED"
         assert record(t).samples < 6144
+
+
+def test_the_pruner_compares_the_best_exact_match_so_far_not_the_last(monkeypatch):
+    """A trial returns its best evaluation, so that is what it stands at, at every rung: the last one, lower
+    here, would have the pruner stop trials that had already done better than their latest score."""
+    Path("space.toml").write_text(Path(SPACE).read_text().replace("target = 1.0", "target = 2.0"))  # no early stop
+    scores(monkeypatch, [0.25, 0.75, 0.5, 0.0])
+    result = runner.invoke(app, ["sweep", "copy", "--space", "space.toml", "--device", "cpu", "--jobs", "1",
+                                 "--trials", "1", "--pruner", "none", "--max-samples", "2048"])
+    assert result.exit_code == 0, result.output
+    (trial,) = study().trials
+    assert trial.intermediate_values == {512: 0.25, 1024: 0.75, 1536: 0.75, 2048: 0.75}
 
 
 class PruneAlways(optuna.pruners.BasePruner):
