@@ -22,6 +22,7 @@ import optuna
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 QUIET = ("sqlalchemy", "alembic", "urllib3")  # kept at WARNING: SQLAlchemy at INFO would log every statement
 MLFLOW_LOGGERS = ("mlflow", "alembic", "sqlalchemy.engine", "huey")  # those MLflow configures when imported
+_installed: list[logging.Handler] = []  # on the root logger, by the last call in this process
 
 
 def route_library_logs(path: Path | None, verbose: bool = False, started: bool = True) -> None:
@@ -31,13 +32,13 @@ def route_library_logs(path: Path | None, verbose: bool = False, started: bool =
     start (an unreachable database, say) leaves no file behind.
     """
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, _Ours)]:  # an earlier sweep's, in this process
+    for handler in _installed:  # an earlier sweep's, in this same process
         root.removeHandler(handler)
         handler.close()
-    handlers: list[logging.Handler] = [_LogFile(path, started)] if path is not None else []
+    _installed[:] = [_LogFile(path, started)] if path is not None else []
     if verbose:
-        handlers.append(_Stderr(sys.stderr))
-    for handler in handlers:
+        _installed.append(logging.StreamHandler(sys.stderr))
+    for handler in _installed:
         handler.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(handler)
     root.setLevel(logging.INFO)
@@ -55,20 +56,12 @@ def route_library_logs(path: Path | None, verbose: bool = False, started: bool =
 
 def start_log_file() -> None:
     """The sweep has started: write what waited, and from now on every record, to the log file."""
-    for handler in logging.getLogger().handlers:
+    for handler in _installed:
         if isinstance(handler, _LogFile):
             handler.start()
 
 
-class _Ours:
-    """A handler this module installed."""
-
-
-class _Stderr(_Ours, logging.StreamHandler):
-    pass
-
-
-class _LogFile(_Ours, logging.FileHandler):
+class _LogFile(logging.FileHandler):
     """A log file created (folder and all) only once the sweep has started."""
 
     def __init__(self, path: Path, started: bool) -> None:
