@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
-import psycopg
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -33,6 +32,16 @@ PASSWORD = PG.split(":")[2].split("@")[0] if PG else None
 SPACE = Path(__file__).parent / "fixtures" / "tiny_copy.toml"
 DOCKER = Path(__file__).parent.parent / "docker"
 needs_pg = pytest.mark.skipif(not PG, reason="THINKER_TEST_POSTGRES not set (eval \"$(bash .ci/postgres.sh)\")")
+
+
+def execute(*statements: str) -> None:
+    """SQL on the test server. psycopg is imported here, not at the top: a GPU machine collecting every
+    test module for `pytest -m gpu` has no psycopg, and one failed import stops the whole collection."""
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(PG, autocommit=True) as db:
+        for statement in statements:
+            db.execute(statement)
 
 
 def free_port() -> int:
@@ -127,9 +136,7 @@ def test_workers_starting_together_on_an_empty_database_all_open_it():
     # Each creates Optuna's and MLflow's tables; before, all but one failed ("duplicate key value
     # violates unique constraint"), as the workers of `docker compose ... up --scale worker=4` would.
     schemas = [f"fresh_{uuid.uuid4().hex[:8]}" for _ in ("optuna", "mlflow")]  # as two databases would be
-    with psycopg.connect(PG, autocommit=True) as db:
-        for schema in schemas:
-            db.execute(f"CREATE SCHEMA {schema}")
+    execute(*(f"CREATE SCHEMA {schema}" for schema in schemas))
     try:
         storage, tracking = (f"{PG}?options=-csearch_path%3D{schema}" for schema in schemas)
         assert at_once(4, lambda: open_storage(storage).engine.dispose()) == ["ok"] * 4
@@ -147,9 +154,7 @@ def test_workers_starting_together_on_an_empty_database_all_open_it():
         errors = [p.communicate(timeout=180)[1] for p in trackers]
         assert [p.returncode for p in trackers] == [0] * 3, [e[-1000:] for e in errors]
     finally:
-        with psycopg.connect(PG, autocommit=True) as db:
-            for schema in schemas:
-                db.execute(f"DROP SCHEMA {schema} CASCADE")
+        execute(*(f"DROP SCHEMA {schema} CASCADE" for schema in schemas))
 
 
 @needs_pg
