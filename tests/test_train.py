@@ -308,6 +308,50 @@ def test_graph_steps_restart_from_a_restored_state_like_eager_steps():
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-3, atol=1e-4)
 
 
+def draws_with_a_host_read(step: TrainStep, only_in_capture: bool) -> None:
+    """Make the step's data phase read a value back to the host: always, or only inside a capture."""
+    real = step.draw
+
+    def draw():
+        batch = real()
+        if not only_in_capture or torch.cuda.is_current_stream_capturing():
+            batch.inputs.sum().item()  # a host synchronisation: refused inside a CUDA graph capture
+        return batch
+
+    step.draw = draw
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_failed_capture_trains_on_eagerly_and_the_next_trial_captures():
+    step = cuda_steps(True)
+    draws_with_a_host_read(step, only_in_capture=True)
+    with pytest.warns(RuntimeWarning, match="the capture failed"):
+        for _ in range(GRAPH_WARMUP + 1):
+            step()
+    assert step.graphs is None and not step.graphed
+    assert "previous error during capture" not in step.graph_error  # the real cause, not its echo
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()
+    losses = torch.stack([step() for _ in range(5)])  # eager draws: the generators left capture mode
+    assert torch.isfinite(losses).all() and torch.rand(2, device="cuda").shape == (2,)
+    fresh = cuda_steps(True)  # the next trial in the same process
+    for _ in range(GRAPH_WARMUP + 2):
+        fresh()
+    assert fresh.graphs is not None, fresh.graph_error
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_host_sync_in_the_step_is_found_before_capture_not_inside_it():
+    step = cuda_steps(True)
+    draws_with_a_host_read(step, only_in_capture=False)
+    with pytest.warns(RuntimeWarning, match="synchronises with the host") as caught:
+        for _ in range(GRAPH_WARMUP + 3):
+            step()
+    assert step.graphs is None and "capture failed" not in " ".join(str(w.message) for w in caught)
+    assert "synchroniz" in step.graph_error  # torch's own word for it, and where it happened
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_on_cuda_replays_graphs_and_learns():

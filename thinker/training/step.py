@@ -120,7 +120,7 @@ class TrainStep:
         self.lr_scale = 1.0
         self.loss_hook: LossHook | None = None
         self.graphs = None  # StepGraphs, once captured
-        self.graph_error: str | None = None  # why capture failed, if it did
+        self.graph_error: str | None = None  # why the step is not captured, if it is not
         self.capture_stream = torch.cuda.Stream(device) if self.graphed else None
 
     def autocast(self):
@@ -188,7 +188,7 @@ class TrainStep:
         if self.graphs is not None:
             loss = self.graphs.replay(self)
         else:
-            with self.on_capture_stream():
+            with self.on_capture_stream(), self.checking_syncs():
                 loss = self.eager()
         self.samples += self.cfg.batch_size
         self.steps += 1
@@ -233,18 +233,28 @@ class TrainStep:
             yield
         main.wait_stream(self.capture_stream)
 
+    def checking_syncs(self):
+        """The last warm-up step before a capture: a host sync found there means no capture is tried."""
+        if not (self.graphed and self.steps == GRAPH_WARMUP - 1 and self.loss_hook is None):
+            return contextlib.nullcontext()
+        from thinker.training.graph import refusing_syncs  # noqa: PLC0415 - CUDA only
+
+        return refusing_syncs(self)
+
     def capture(self) -> None:
         """Capture the phases as CUDA graphs; on failure say why once and keep stepping eagerly."""
-        from thinker.training.graph import StepGraphs  # noqa: PLC0415 - CUDA only
+        from thinker.training.graph import CaptureFailed, capture  # noqa: PLC0415 - CUDA only
 
         try:
-            self.graphs = StepGraphs(self)
-        except Exception as e:  # noqa: BLE001 - any capture failure leaves a working eager step
-            self.graphs, self.graphed = None, False
-            self.graph_error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            self.graphs = capture(self)
+        except CaptureFailed as e:
             self.optimizer.zero_grad(set_to_none=True)
-            warnings.warn(f"CUDA graph capture failed ({self.graph_error}); training on with eager steps",
-                          RuntimeWarning, stacklevel=2)
+            self.no_capture(f"the capture failed: {e}")
+
+    def no_capture(self, why: str) -> None:
+        """Give up CUDA graphs for this step, saying why once: it trains on with eager steps."""
+        self.graphs, self.graphed, self.graph_error = None, False, why
+        warnings.warn(f"no CUDA graphs ({why}); training on with eager steps", RuntimeWarning, stacklevel=3)
 
     @property
     def eval_model(self) -> Thinker:
