@@ -20,9 +20,8 @@ the host, a data-dependent shape).
 
 from __future__ import annotations
 
-import contextlib
+import re
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -32,6 +31,7 @@ from thinker.bench.nvml import GpuMonitor
 from thinker.bench.variants import Variant
 from thinker.device import synchronize
 from thinker.training import PHASES, TrainConfig, TrainStep
+from thinker.training.graph import host_syncs
 from thinker.training.step import GRAPH_WARMUP
 
 PROFILE_STEPS = 5
@@ -40,6 +40,7 @@ COUNT_STEPS = 10
 # host-side CUDA runtime/driver calls that put work on the GPU
 LAUNCH_CALLS = frozenset({"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx",
                           "cudaLaunchCooperativeKernel", "cudaGraphLaunch"})
+CUDA_API = re.compile(r"cu(da)?[A-Z]")  # a CUDA runtime or driver call: cudaMemcpyAsync, cuLaunchKernel, ...
 COMMON_FIELDS = ("variant", "base", "device", "batch_size", "precision", "compile", "fused", "status", "seq_len",
                  "samples_per_s", "tokens_per_s", "step_ms", "wall_step_ms", "wall_ratio", "data_ms",
                  "forward_ms", "backward_ms", "phase_sum_ratio", "step_ms_min", "steps_measured",
@@ -81,7 +82,7 @@ def measure(variant: Variant, cfg: TrainConfig, device: torch.device, *, warmup:
     for _ in range(max(warmup, GRAPH_WARMUP + 2) if step.graphed else warmup):  # a graph row times replays
         step()
     if variant.graph and step.graphs is None:
-        raise RuntimeError(f"CUDA graph capture failed ({step.graph_error})")
+        raise RuntimeError(f"no CUDA graphs ({step.graph_error})")
     synchronize(device)
     step.timer.collect()  # drop the warm-up steps' timings
 
@@ -122,7 +123,9 @@ def measure(variant: Variant, cfg: TrainConfig, device: torch.device, *, warmup:
     else:
         row["peak_memory_mb"] = row["rss_mb"]  # the process's resident set: CPU has no allocator stats
     if device.type == "cuda":
-        row.update(launches_and_syncs(step))
+        counts = launches_and_syncs(step)
+        notes = [row["note"], counts.pop("note", None)]
+        row.update(counts, note="; ".join(n for n in notes if n) or None)
     if profile_dir is not None:
         row["trace"] = str(profile(step, profile_dir / f"trace-{row['variant']}.json"))
     return row
@@ -148,35 +151,30 @@ def profile(step: TrainStep, path: Path, steps: int = PROFILE_STEPS) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def counting_syncs():
-    """Count the implicit host synchronisations torch makes inside the block (its sync debug mode)."""
-    counted = {"syncs": 0}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            yield counted
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    counted["syncs"] = sum("synchroniz" in str(w.message) for w in caught)
+def launches_and_syncs(step: TrainStep, steps: int = COUNT_STEPS) -> dict:
+    """Per step over `steps` steady-state steps: launch calls, kernels run and host synchronisations.
 
-
-def launches_and_syncs(step: TrainStep, steps: int = COUNT_STEPS) -> dict[str, float]:
-    """Per step over `steps` steady-state steps: launch calls, kernels run and host synchronisations."""
+    Launches and kernels are None, with a note, where the profiler recorded no CUDA activity at all
+    (profiling not permitted, say): zero would read as "the graphs removed every launch"."""
     activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
-    with torch.profiler.profile(activities=activities) as prof, counting_syncs() as counted:
+    syncs: list[str] = []
+    with torch.profiler.profile(activities=activities) as prof, host_syncs(syncs):
         for _ in range(steps):
             step()
     synchronize(step.device)
     step.timer.collect()
     launches, kernels = count_launches(prof.events())
-    return {"launches_per_step": launches / steps, "kernels_per_step": kernels / steps,
-            "syncs_per_step": counted["syncs"] / steps}
+    counts = {"launches_per_step": None if launches is None else launches / steps,
+              "kernels_per_step": None if kernels is None else kernels / steps,
+              "syncs_per_step": len(syncs) / steps}
+    if launches is None:
+        counts["note"] = "launches and kernels not counted: the profiler recorded no CUDA activity"
+    return counts
 
 
-def count_launches(events) -> tuple[int, int]:
-    """(host launch calls, GPU kernels) among torch.profiler events.
+def count_launches(events) -> tuple[int | None, int | None]:
+    """(host launch calls, GPU kernels) among torch.profiler events; (None, None) when the events hold no
+    CUDA activity at all, neither a CUDA runtime call nor a GPU event: nothing was seen, not nothing ran.
 
     >>> from types import SimpleNamespace as E
     >>> cpu, gpu = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
@@ -184,8 +182,13 @@ def count_launches(events) -> tuple[int, int]:
     ...                 E(name="aten::mm", device_type=cpu), E(name="gemm_kernel", device_type=gpu),
     ...                 E(name="Memcpy HtoD (Pageable -> Device)", device_type=gpu)])
     (2, 1)
+    >>> count_launches([E(name="aten::mm", device_type=cpu), E(name="aten::add_", device_type=cpu)])
+    (None, None)
     """
     cuda = torch.autograd.DeviceType.CUDA
+    seen = any(e.device_type == cuda or CUDA_API.match(e.name) for e in events)
+    if not seen:
+        return None, None
     launches = sum(1 for e in events if e.device_type != cuda and e.name in LAUNCH_CALLS)
     kernels = sum(1 for e in events if e.device_type == cuda and not e.name.startswith(("Memcpy", "Memset")))
     return launches, kernels
