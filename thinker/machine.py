@@ -48,6 +48,43 @@ def cpu_vector_flags() -> list[str]:
     return [f for f in VECTOR_FLAGS if f in flags]
 
 
+def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPUs' worth of time this process's cgroup may use (`cpu.max`, or v1's CFS quota); None if unlimited.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / "cpu.max").write_text("150000 100000\\n")
+    >>> cpu_quota(d)
+    1.5
+    """
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:  # cgroup v1
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except ValueError:  # "max": no limit
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask, capped by a cgroup CPU quota (as in a container).
+
+    `os.cpu_count()` counts the host's cores, which a container or a `taskset` does not give this process.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    quota = cpu_quota()
+    if quota is not None:
+        cpus = min(cpus, max(1, int(quota)))
+    return max(1, cpus)
+
+
 def cpu_ghz() -> float | None:
     """The clock rate in GHz: cpufreq's maximum where the kernel has it, else /proc/cpuinfo's current one."""
     try:
@@ -69,6 +106,7 @@ def native_bf16() -> bool:
 def describe(device: torch.device) -> dict:
     """A JSON-able record of the machine: CPU, threads, torch, and the GPU and driver on CUDA."""
     info = {"cpu": cpu_name(), "cpu_vector": cpu_vector_flags(), "cpu_cores": os.cpu_count(),
+            "cpus_usable": usable_cpus(),
             "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
             "gpu": None, "cuda": None, "driver": None}
     if device.type == "cuda":

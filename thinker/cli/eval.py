@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +24,7 @@ from thinker.cli.progress import progress_bar
 from thinker.cli.source import Source, open_source
 from thinker.device import configure_torch
 from thinker.exam import EXHAUSTIVE_LIMIT, Exam, breakdowns, exam_size, examine
-from thinker.machine import describe, label
+from thinker.machine import describe, label, usable_cpus
 from thinker.outputs import check_apart, check_writable_file, ready_to_write
 from thinker.parsing import int_list
 from thinker.training.checkpoint import checkpoint_path
@@ -72,7 +71,7 @@ def eval_command(
     found = open_source(source, device, storage, tracking_uri)
     ckpt = found.checkpoint
     console = Console()
-    workers = min(len(os.sched_getaffinity(0)), 8) if ckpt.model.memory.device.type == "cpu" else 1
+    workers = min(usable_cpus(), 8) if ckpt.model.memory.device.type == "cpu" else 1
     exams = []
     with progress_bar("problems") as progress:
         for k in step_list:
