@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from thinker.bench.checkouts import ROOT, run_from
+from thinker.errors import one_line
 
 USAGE = ("gpu_util", "sm_activity", "sm_occupancy", "nvml_memory_mb", "power_w", "system_cpu_percent")
 PATIENCE = 60.0  # seconds a stopped sweep gets to close its trials and runs before it is killed
@@ -61,15 +62,25 @@ def sweep(args: list[str], source: Path | None = None, monitor=None, plot: Path 
             raise SweepFailed(f"thinker sweep {' '.join(args)} failed: {last}")
         summary = json.loads(stdout.strip().splitlines()[-1])
         if plot is not None:
-            from thinker.sweeps.plots import save  # noqa: PLC0415 - Optuna and matplotlib, for the sweep parts only
-            from thinker.sweeps.report import open_study  # noqa: PLC0415
-
-            save(open_study(summary["study"], f"sqlite:///{tmp}/optuna.db"), plot)
+            summary["plot_error"] = draw(summary["study"], f"sqlite:///{tmp}/optuna.db", plot)
     summary["stopped_at_deadline"] = cut
     summary["locked"] = "database is locked" in stderr
     summary["wall_seconds"] = round(wall, 1)
     summary["usage"] = {k: round(usage[k], 1) for k in USAGE if usage.get(k) is not None}
     return summary
+
+
+def draw(study: str, storage: str, path: Path) -> str | None:
+    """The study's picture at `path`; None, or why it could not be drawn: the figures count more than it."""
+    from thinker.sweeps.plots import save  # noqa: PLC0415 - Optuna and matplotlib, for the sweep parts only
+    from thinker.sweeps.report import open_study  # noqa: PLC0415
+
+    try:
+        save(open_study(study, storage), path)
+    except Exception as e:  # noqa: BLE001 - a plot that fails loses the picture, not the sweep's figures
+        print(f"bench: the study's picture was not drawn: {one_line(e)}", file=sys.stderr)
+        return one_line(e)
+    return None
 
 
 def stop(proc: subprocess.Popen, patience: float = PATIENCE) -> tuple[str, str]:

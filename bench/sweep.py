@@ -84,7 +84,8 @@ def default_part(task: str, trials: int, device: str, runs_on: torch.device, aga
                                                   "complete", "pruned", "failed", "interrupted", "samples_total",
                                                   "best_value", "best_exact_match", "usage")}}
         if plot is not None:
-            results[name]["plot"] = plot.name
+            results[name]["plot"] = None if s.get("plot_error") else plot.name
+            results[name]["plot_error"] = s.get("plot_error")
         console.print(f"  {results[name]}")
     if against:
         results["speedup"] = round(results["against"]["wall_seconds"] / results["this"]["wall_seconds"], 3)
@@ -242,20 +243,19 @@ def run(argv: list[str] | None) -> None:
     machine = describe(runs_on)
     report: dict = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), **machine, "machine": label(machine),
                     "trials": args.trials}
-    if "default" in parts:
-        report["default"] = default_part(args.task, args.trials, args.device, runs_on, args.against, args.timeout,
-                                         pictures=Path(args.json) if args.json else None, deadline=args.deadline)
-    if "overhead" in parts:
-        report["overhead"] = overhead_part(repeats=3, max_samples=40_000)
-    if "workers" in parts:
-        report["workers"] = workers_part(trials=8, max_samples=30_000)
-    if "load" in parts:
-        report["load"] = load_part(trials=12, max_samples=8192)
-    if "study" in parts:
-        report["study"] = study_part(args.trials)
+    pictures = Path(args.json) if args.json else None
+    measures = {"default": lambda: default_part(args.task, args.trials, args.device, runs_on, args.against,
+                                                args.timeout, pictures=pictures, deadline=args.deadline),
+                "overhead": lambda: overhead_part(repeats=3, max_samples=40_000),
+                "workers": lambda: workers_part(trials=8, max_samples=30_000),
+                "load": lambda: load_part(trials=12, max_samples=8192),
+                "study": lambda: study_part(args.trials)}
+    for part in ("default", "overhead", "workers", "load", "study"):
+        if part in parts:
+            report[part] = measures[part]()
+            if args.json:  # each part's figures are kept as soon as they exist
+                Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     console.print(table(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))
 
 
