@@ -391,7 +391,7 @@ def fake_gpu_machine(tmp_path: Path) -> dict:
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="the script is bash")
-def test_gpu_script_runs_the_parts_asked_for_in_order(tmp_path):
+def test_gpu_script_runs_the_parts_asked_for_in_order_then_the_targets(tmp_path):
     script = Path(__file__).resolve().parent.parent / "bench" / "gpu.sh"
     env = fake_gpu_machine(tmp_path)
     out = tmp_path / "out"
@@ -399,21 +399,37 @@ def test_gpu_script_runs_the_parts_asked_for_in_order(tmp_path):
     assert proc.returncode == 0, proc.stderr
     ran = (tmp_path / "ran.txt").read_text().splitlines()
     assert [line.split()[:2] for line in ran] == [["-m", "pytest"], ["-m", "thinker"], ["-m", "thinker"],
-                                                  ["-c", "import"], ["-m", "thinker.bench.sweep"]]
-    assert "--variants eager,tf32,bf16,fused,graph,matmul --json" in ran[1]  # no cold torch.compile build
+                                                  ["-c", "import"], ["-m", "thinker.bench.sweep"],
+                                                  ["-m", "thinker.bench.targets"]]
+    assert "--device cuda --variants eager,tf32,bf16,fused,graph,matmul --json" in ran[1]  # no cold compile build
     assert "--variants eager,matmul --batch-size 4096 --batch-sizes none --profile" in ran[2]
-    assert "--timeout" not in ran[4]
+    assert f"--json {out}/profile-4096/bench.json" in ran[2]
+    # the sweep is time-boxed by default: what is left of the 540 s budget, less 30 s for the table
+    deadline = int(ran[4].split("--deadline ")[1])
+    assert "--device auto" in ran[4] and 480 <= deadline <= 510
+    assert f"--timeout {deadline * 3 // 4} " in ran[4]
+    assert ran[5] == f"-m thinker.bench.targets {out}"
     assert (out / "nvidia-smi.txt").read_text() == "NVIDIA H200\n"
 
     (tmp_path / "ran.txt").unlink()
     proc = subprocess.run(["bash", str(script), str(out), "sweep,tests"], capture_output=True, text=True,
                           env={**env, "SWEEP_TIMEOUT": "240", "SWEEP_DEADLINE": "330"})
     ran = (tmp_path / "ran.txt").read_text().splitlines()
-    assert proc.returncode == 0 and [line.split()[1] for line in ran] == ["pytest", "import", "thinker.bench.sweep"]
-    assert ran[-1].endswith(f"--json {out}/sweep-default-cuda.json --timeout 240 --deadline 330")
+    assert proc.returncode == 0 and [line.split()[1] for line in ran] == ["pytest", "import", "thinker.bench.sweep",
+                                                                         "thinker.bench.targets"]
+    assert ran[2].endswith(f"--json {out}/sweep-default-cuda.json --timeout 240 --deadline 330")
 
-    proc = subprocess.run(["bash", str(script), str(out), "tests,turbo"], capture_output=True, text=True, env=env)
-    assert proc.returncode == 2 and proc.stderr.strip() == "bench/gpu.sh: unknown part 'turbo'"
+    (tmp_path / "ran.txt").unlink()
+    proc = subprocess.run(["bash", str(script), str(out), "sweep"], capture_output=True, text=True,
+                          env={**env, "BUDGET": "60"})
+    ran = (tmp_path / "ran.txt").read_text().splitlines()
+    assert "30s left of BUDGET=60: no sweep" in proc.stdout and "thinker.bench.sweep" not in " ".join(ran)
+
+    for variables, message in (({}, "unknown part 'turbo'"), ({"DEVICE": "tpu"}, "DEVICE must be cuda or cpu"),
+                               ({"BUDGET": "9m"}, "BUDGET must be a whole number of seconds")):
+        args = ["bash", str(script), str(out), "tests,turbo" if not variables else "tests"]
+        proc = subprocess.run(args, capture_output=True, text=True, env={**env, **variables})
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.splitlines()) == 1
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="the script is bash")
@@ -429,6 +445,7 @@ def test_gpu_script_installs_carried_wheels_first_and_takes_relative_paths(tmp_p
     assert proc.returncode == 0, proc.stderr
     ran = (tmp_path / "ran.txt").read_text().splitlines()
     assert ran[0].startswith("-m pip install -q --no-index --no-deps") and ran[1].startswith("-m pytest -m gpu")
+    assert ran[2].startswith("-m thinker.bench.targets")
     assert ran[0].endswith(f"{tmp_path}/wheels/optuna-5.0.0-py3-none-any.whl")
     assert (tmp_path / "out" / "nvidia-smi.txt").is_file() and (tmp_path / "out" / "gpu-tests.txt").is_file()
 
@@ -499,6 +516,22 @@ def test_sweep_bench_draws_the_study_before_its_directory_goes(tmp_path):
     assert (tmp_path / "study.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_a_study_picture_that_fails_keeps_the_sweeps_figures(tmp_path, monkeypatch):
+    """On a GPU lent for minutes, a plot that fails after the sweep must not lose the sweep's figures."""
+    import thinker.sweeps.plots  # noqa: PLC0415
+    from thinker.bench.runs import sweep  # noqa: PLC0415
+
+    def broken(*args, **kwargs):
+        raise ValueError("no font for this glyph")
+
+    monkeypatch.setattr(thinker.sweeps.plots, "save", broken)
+    space = Path(__file__).resolve().parent / "fixtures" / "tiny_copy.toml"
+    summary = sweep(["copy", "--space", str(space), "--trials", "1", "--device", "cpu", "--jobs", "1"],
+                    plot=tmp_path / "study.png")
+    assert summary["finished"] == 1 and summary["wall_seconds"] > 0
+    assert summary["plot_error"] == "ValueError: no font for this glyph" and not (tmp_path / "study.png").exists()
+
+
 def test_a_sweep_past_its_deadline_is_stopped_and_still_reported(tmp_path):
     """On a machine lent for minutes, a cut sweep's figures beat none: stopped as Ctrl-C stops it, summary kept."""
     from thinker.bench.runs import sweep  # noqa: PLC0415
@@ -529,3 +562,80 @@ def test_a_sweep_that_fails_says_its_own_last_line(tmp_path):
 
     with pytest.raises(SweepFailed, match=r"failed: thinker: error: .*no-such-space.toml"):
         sweep(["copy", "--space", str(tmp_path / "no-such-space.toml"), "--trials", "1"])
+
+
+def write_gpu_run(out: Path, graph_ms: float = 1.9, sweep_cut: bool = False) -> None:
+    """The JSON files of a bench/gpu.sh run, with made-up figures, in the shapes the parts write."""
+    def row(variant, batch, ms, tokens, **more):
+        return {"variant": variant, "batch_size": batch, "status": "ok", "wall_step_ms": ms, "tokens_per_s": tokens,
+                "forward_ms": 1.0, "backward_ms": 2.5, "base": None, **more}
+
+    (out / "profile-4096").mkdir(parents=True)
+    (out / "gpu-tests.txt").write_text("....\n9 passed, 391 deselected in 80.2s\n")
+    rows = [row("eager", 64, 9.0, 5e5), row("graph", 64, graph_ms, 2e6, launches_per_step=3.0),
+            {"variant": "tf32", "batch_size": 64, "status": "skipped: failed: boom"},
+            row("batch=16384", 16384, 30.0, 4.2e6, base="graph")]
+    (out / "bench-cuda.json").write_text(json.dumps({"machine": "NVIDIA H100 80GB HBM3", "device": "cuda",
+                                                     "rows": rows}))
+    profile = [row("eager", 4096, 20.0, 1e6, forward_ms=5.0, backward_ms=16.0),
+               row("matmul", 4096, 20.0, 1e6, forward_ms=5.0, backward_ms=14.0)]
+    (out / "profile-4096" / "bench.json").write_text(json.dumps({"device": "cuda", "rows": profile}))
+    this = {"wall_seconds": 280.0, "finished": 20 if sweep_cut else 50, "stopped_at_deadline": sweep_cut,
+            "trials_per_hour": 640.0, "best_exact_match": 0.9995, "usage": {"gpu_util": 97.0, "sm_activity": 71.5}}
+    (out / "sweep-default-cuda.json").write_text(json.dumps({"trials": 50, "default": {"this": this}}))
+
+
+def collect_json(out: Path) -> str:
+    from thinker.bench.targets import collect
+
+    return json.dumps(collect(out))
+
+
+def test_gpu_targets_table_says_met_missed_or_why_not_measured(tmp_path, capsys):
+    from thinker.bench.targets import main
+
+    write_gpu_run(tmp_path)
+    assert main([str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    lines = {line.split("  ")[0]: line for line in text.splitlines()}
+    assert text.splitlines()[0] == "GPU targets on NVIDIA H100 80GB HBM3"
+    assert "9 passed" in lines["GPU tests (pytest -m gpu) pass"] and " met " in lines["GPU tests (pytest -m gpu) pass"]
+    step = lines["batch-64 addition step, sampling included <= 2.5 ms"]
+    assert "1.90 ms (graph)" in step and " met " in step and "eager 9.00 ms; 3 launches/step" in step
+    tokens = lines["tokens/s at the best batch size >= 5x 793k = 3.96M"]
+    assert "4.20M (graph, batch 16384)" in tokens and " met " in tokens
+    assert "2.80 (matmul)" in lines["backward / forward at batch 4096 <= 3"]
+    assert "72% (sm_activity)" in lines["SM utilisation while trials run >= 80%"] and "missed" in text
+    assert json.loads((tmp_path / "targets.json").read_text())["rows"][4]["verdict"] == "met"  # 4.7 min
+    assert (tmp_path / "targets.txt").read_text() == text
+
+    cut = tmp_path / "cut"
+    write_gpu_run(cut, graph_ms=3.1, sweep_cut=True)
+    (cut / "profile-4096" / "bench.json").unlink()
+    assert main([str(cut), "--require-files"]) == 1  # the traces, the sweep's text and picture are missing
+    out, err = capsys.readouterr()
+    assert "not reached" in out and "cut at the time box: 20 of 50 trials finished" in out
+    assert "no bench.json: its part did not run or failed" in out
+    for last, verdict in (("Interrupted: 1 error during collection", "missed"), ("2 failed, 7 passed in 9s", "missed"),
+                          ("9 skipped, 391 deselected in 30.1s", "not measured")):
+        (cut / "gpu-tests.txt").write_text(f"E   ModuleNotFoundError\n{'=' * 9} {last} {'=' * 9}\n")
+        assert json.loads(collect_json(cut))["rows"][0]["verdict"] == verdict, last
+    assert "targets: profile-4096/trace-eager.json: not written" in err
+    assert main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_gpu_image_check_names_what_neither_the_image_nor_the_wheels_hold():
+    from thinker.bench.gpu_image import check, project_requirements
+
+    def item(name, version, *requires):
+        return {"metadata": {"name": name, "version": version, "requires_dist": list(requires)}}
+
+    installs = [item("mlflow", "3.17.2", "sqlparse<1", "pytest; extra == 'dev'"), item("sqlparse", "0.6.1"),
+                item("numpy", "2.5.2"), item("optuna", "5.0.1")]
+    image, wheels = {"numpy": "2.5.2"}, {"mlflow": "3.17.2", "optuna": "5.0.0"}
+    assert check(image, wheels, installs) == [
+        "sqlparse==0.6.1 (needed by mlflow): neither in the image nor in gpu-wheels.txt",
+        "optuna: gpu-wheels.txt pins 5.0.0, the resolution needs 5.0.1"]
+    wanted = project_requirements()
+    assert not any(r.startswith(("torch", "ruff", "psycopg")) for r in wanted)  # not taken from the index there
+    assert any(r.startswith("pytest") for r in wanted) and any(r.startswith("nvidia-ml-py") for r in wanted)
