@@ -4,8 +4,8 @@ Read in the order a sweep runs:
 
 - `space`: search spaces as TOML files, one per task in `spaces/`, parsed once into a `Space`
 - `settings`: `SweepSettings` (what every worker needs, the space among it) and the objectives
-- `storage`: the Optuna storage, and what both stores share (URL checks, redaction, first opening)
-- `study`: create, check and load the study with its sampler and pruner; fail a dead worker's trials
+- `stores`: both stores (Optuna's, MLflow's) by URL: checked before they are opened, passwords redacted
+- `study`: Optuna's storage opened, and the study in it: sampler, pruner, a dead worker's trials failed
 - `tracking`: MLflow (the one place MLflow is imported)
 - `trial`: `TrialRecord`, what one trial is as the storage keeps it
 - `objective`: one trial: suggest, train, report, log

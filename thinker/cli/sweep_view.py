@@ -102,7 +102,7 @@ def watch_trials(started, log_file: Path | None, forecast: Forecast):
     if log_file is not None:
         stderr.print(f"MLflow's and Optuna's own messages: {log_file}")
     storage = open_storage(settings.storage, heartbeat=False)
-    single = len(settings.directions) == 1
+    single = settings.single_objective
     reported: set[int] = {e.number for e in standing(settings.study, storage, None, single).ended}
     overall = progress_bar("trials")
     overall_id = overall.add_task(settings.study, total=settings.trials, completed=started.finished_before,
