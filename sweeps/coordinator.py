@@ -17,26 +17,34 @@ died left RUNNING are ended here too, as KILLED: a dead worker's trial run, a de
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
 
+from thinker.device import pick_device
 from thinker.errors import one_line
+from thinker.exam import EXHAUSTIVE_LIMIT
+from thinker.machine import usable_cpus
+from thinker.sweeps.final import Score, final_score, verdict
 from thinker.sweeps.interrupt import Interrupt
 from thinker.sweeps.plots import render_plots
 from thinker.sweeps.report import summarize
+from thinker.sweeps.rerun import trial_checkpoint
 from thinker.sweeps.settings import SweepSettings
 from thinker.sweeps.stores import redact
 from thinker.sweeps.study import count, create_study, open_storage, states
 from thinker.sweeps.tracking import Tracker
-from thinker.sweeps.trial import TrialRecord
+from thinker.sweeps.trial import TrialRecord, set_verified, verified
 from thinker.sweeps.workers import run_processes, run_worker
+from thinker.training import load_checkpoint
 
 PARENT_ATTR = "mlflow_parent_run:"  # one study attribute per invocation's parent run
 SUMMARY_METRICS = ("finished", "complete", "pruned", "failed", "interrupted", "samples_total", "sweep_seconds",
-                   "best_value")
+                   "best_value", "best_exact_match", "best_problems", "best_wrong", "best_low",
+                   "best_high", "best_verified_problems", "best_verified_wrong")
 
 
 @dataclass
@@ -91,6 +99,8 @@ def run_sweep(settings: SweepSettings, watch: Watch | None = None) -> Outcome:
                 status = "interrupted"  # also a stop that came while the last trial was being recorded
             close_dead_trial_runs(study, tracker)
             parent.close_abandoned(study)
+            if status != "interrupted":
+                verify_best(study, settings)
             summary = {**summarize(study, settings, parent.run_id, elapsed), "experiment_id": tracker.experiment_id,
                        "stop_reason": stop_reason(gave_up, settings) if status == "stopped" else None}
             parent.finish(study, summary, "KILLED" if status == "interrupted" else "FINISHED")
@@ -125,6 +135,9 @@ class ParentRun:
             tags["best_trial"] = str(summary["best_trial"])
         if summary.get("stop_reason"):
             tags["stop_reason"] = summary["stop_reason"]
+        for key in ("best_scored", "best_verdict"):
+            if summary.get(key):
+                tags[key] = summary[key]
         try:
             plots = render_plots(study)
             if plots:
@@ -150,6 +163,32 @@ class ParentRun:
         for run_id in parent_runs(study):
             if run_id != self.run_id and self.tracker.status(run_id) == "RUNNING":
                 self.tracker.end(run_id, "KILLED", {"status": "abandoned: its process died"})
+
+
+def verify_best(study: optuna.Study, settings: SweepSettings) -> dict | None:
+    """Score the best trial on every problem (tasks of at most EXHAUSTIVE_LIMIT), once per trial, and note
+    what it found on the study; a trial whose final score already covered every problem is not scored again."""
+    if not settings.single_objective or not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
+        return None
+    best = study.best_trial
+    if verified(study, best.number):
+        return verified(study, best.number)
+    record = TrialRecord.from_trial(best)
+    final = Score(**record.final) if record.final else None
+    if final is None or not final.exhaustive:
+        device, _ = pick_device(settings.device)
+        with tempfile.TemporaryDirectory() as tmp:
+            path, _ = trial_checkpoint(f"{settings.study}:{best.number}", tmp, settings.storage, settings.tracking_uri)
+            checkpoint = load_checkpoint(path, device)
+        if checkpoint.task.space_size() > EXHAUSTIVE_LIMIT:
+            return None
+        final = final_score(checkpoint.model, checkpoint.task, exhaustive=True,
+                            workers=usable_cpus() if device.type == "cpu" else 1)
+    figures = {"problems": final.problems, "wrong": final.wrong, "exact_match": final.exact_match,
+               "seconds": final.seconds, "verdict": verdict(settings.task, f"{settings.study}:{best.number}",
+                                                            {"problems": final.problems, "wrong": final.wrong})}
+    set_verified(study, best.number, figures)
+    return figures
 
 
 def parent_runs(study: optuna.Study) -> list[str]:

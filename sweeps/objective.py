@@ -3,6 +3,10 @@
     >>> trial_values("time-to-target", type("R", (), {"samples_to_target": None, "exact_match": 0.5})(), 1000)
     1500.0
 
+A trial that reaches its target is scored once more, on many problems (`final.final_score`): that
+score, tie-broken by the samples it took, is its `accuracy` value; the pruner still compares the
+evaluations on the fixed grid.
+
 Its record (`trial.TrialRecord`) is written as it goes: who runs it and what it trains at the start,
 its progress while it trains, and how it ended.
 """
@@ -19,27 +23,46 @@ import time
 import optuna
 import torch
 
-from thinker.device import configure_torch, device_lost, release_memory
+from thinker.device import configure_torch, device_lost, pick_device, release_memory
 from thinker.errors import one_line
+from thinker.model import Thinker, ThinkerConfig
+from thinker.sweeps.final import Score, affordable_exhaustive, final_score, tie_broken
 from thinker.sweeps.interrupt import Interrupt
 from thinker.sweeps.settings import SweepSettings
 from thinker.sweeps.tracking import Tracker, TrialRun
 from thinker.sweeps.trial import INTERRUPTED, Live, TrialRecord
-from thinker.training import TrainingDiverged, save_checkpoint, train
+from thinker.tasks import make_task
+from thinker.training import TrainConfig, TrainingDiverged, save_checkpoint, train
 
 LIVE_SECONDS = 3.0  # how often a running trial's progress is written to the storage between evaluations
 
 
-def trial_values(objective: str, result, max_samples: int):
-    """The value(s) Optuna records for a finished trial."""
+def trial_values(objective: str, result, max_samples: int, final: Score | None = None):
+    """The value(s) Optuna records for a finished trial; `final`: its final score, if it reached the target."""
+    exact_match = result.exact_match if final is None else final.exact_match
     if objective == "accuracy":
-        return result.exact_match
+        if final is None:
+            return result.exact_match
+        samples = result.samples_to_target if result.samples_to_target is not None else result.samples
+        return tie_broken(final, samples, max_samples)
     if objective == "time-to-target":
         if result.samples_to_target is not None:
             return float(result.samples_to_target)
         return max_samples * (2.0 - result.exact_match)
     cost = result.samples if objective == "pareto-samples" else result.train_seconds
-    return result.exact_match, float(cost)
+    return exact_match, float(cost)
+
+
+def score_at_target(cfg: TrainConfig, result) -> Score:
+    """A trial's final score: every problem where its device makes that affordable, else the fixed
+    held-out sample. A trial whose own exhaustive check passed is right on every problem already."""
+    task = make_task(cfg.task, **cfg.task_options)
+    if result.exhaustive:
+        return Score(1.0, task.space_size(), 0, True)
+    device, _ = pick_device(cfg.device)
+    model = Thinker(ThinkerConfig(**result.model_config)).to(device)
+    model.load_state_dict(result.state_dict)
+    return final_score(model, task, affordable_exhaustive(task, device))
 
 
 def intermediate_value(objective: str, exact_match: float) -> float:
@@ -161,13 +184,20 @@ class Objective:
                               cfg.max_samples + 1, cfg.eval_every):
                 trial.report(value, step)
                 trial.should_prune()  # records the rungs it passes; it is finished, so never pruned
+        final = score_at_target(cfg, result) if result.exact_match >= cfg.target else None
         record.update(trial, exact_match=result.exact_match, samples=result.samples,
                       train_seconds=result.train_seconds, samples_to_target=result.samples_to_target,
-                      restarts=result.restarts)
+                      restarts=result.restarts, **({"final": final.to_dict()} if final else {}))
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(tmp, cfg, result)
             run.log_artifacts_from(tmp, "checkpoint")
         finals = {k: float(v) for k, v in result.summary().items()
                   if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
-        run.finish("COMPLETE", metrics={f"final_{k}": v for k, v in finals.items()}, step=result.samples)
-        return trial_values(s.objective, result, cfg.max_samples)
+        metrics = {f"final_{k}": v for k, v in {**finals, "eval_problems": cfg.eval_size}.items()}
+        if final is not None:
+            low, high = final.interval() or (final.exact_match, final.exact_match)
+            metrics.update(scored_exact_match=final.exact_match, scored_problems=final.problems,
+                           scored_wrong=final.wrong, scored_low=low, scored_high=high,
+                           scored_exhaustive=float(final.exhaustive), scored_seconds=final.seconds)
+        run.finish("COMPLETE", metrics=metrics, step=result.samples)
+        return trial_values(s.objective, result, cfg.max_samples, final)

@@ -13,12 +13,14 @@ import optuna
 import pandas as pd
 
 from thinker.errors import ThinkerError
+from thinker.sweeps.final import Score
 from thinker.sweeps.settings import SweepSettings
 from thinker.sweeps.stores import redact
 from thinker.sweeps.study import open_storage
-from thinker.sweeps.trial import FINISHED, TrialRecord
+from thinker.sweeps.trial import FINISHED, TrialRecord, verified
 
-RECORD_COLUMNS = ("exact_match", "samples", "train_seconds", "restarts", "reason", "mlflow_run_id")
+RECORD_COLUMNS = ("exact_match", "eval_problems", "samples", "train_seconds", "restarts", "reason", "mlflow_run_id")
+SCORE_COLUMNS = ("scored_exact_match", "scored_problems", "scored_wrong")  # the final score, at the target
 
 
 class ReportError(ThinkerError):
@@ -46,6 +48,8 @@ def trial_rows(study: optuna.Study) -> pd.DataFrame:
     params = [c for c in frame.columns if c.startswith("param.")]
     for column in RECORD_COLUMNS:
         frame[column] = [getattr(r, column) for r in records]
+    for column in SCORE_COLUMNS:
+        frame[column] = [(r.final or {}).get(column.removeprefix("scored_")) for r in records]
     return frame[[c for c in frame.columns if c not in params] + params]
 
 
@@ -57,7 +61,7 @@ def best_trials(study: optuna.Study, top: int = 10) -> pd.DataFrame:
     complete = frame[frame.state == "COMPLETE"]
     if len(study.directions) == 1 and "value" in complete:
         ascending = study.direction.name == "MINIMIZE"
-        complete = complete.sort_values(["value", "samples"], ascending=[ascending, True])
+        complete = complete.sort_values(["value", "samples", "trial"], ascending=[ascending, True, True])
     rest = frame[frame.state != "COMPLETE"].sort_values("trial")
     return pd.concat([complete, rest]).head(top)
 
@@ -105,7 +109,27 @@ def summarize(study: optuna.Study, settings: SweepSettings, parent_id: str | Non
         best = study.best_trial
         record = TrialRecord.from_trial(best)
         summary.update(best_value=best.value, best_trial=best.number, best_params=best.params,
-                       best_exact_match=record.exact_match, best_run_id=record.mlflow_run_id)
+                       best_run_id=record.mlflow_run_id, **best_figures(study, best.number, record))
     else:
         summary.update(best_value=None, best_trial=None)
     return summary
+
+
+def best_figures(study: optuna.Study, number: int, record: TrialRecord) -> dict:
+    """The best trial's exact match with the problems behind it (its final score at the target, else its
+    held-out evaluation), the 95% Wilson interval of a sample, and what scoring it on every problem found."""
+    if record.final:
+        final = Score(**record.final)
+    else:
+        problems = record.eval_problems or 0
+        right = round((record.exact_match or 0.0) * problems)
+        final = Score(record.exact_match or 0.0, problems, problems - right, False)
+    low, high = final.interval() or (None, None)
+    out = {"best_exact_match": final.exact_match, "best_problems": final.problems, "best_wrong": final.wrong,
+           "best_low": low, "best_high": high,
+           "best_scored": final.describe()}
+    check = verified(study, number)
+    if check:
+        out.update(best_verified_problems=check["problems"], best_verified_wrong=check["wrong"],
+                   best_verdict=check["verdict"])
+    return out

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, fields
 
 FINISHED = ("COMPLETE", "PRUNED")  # trial states that count towards --trials
 INTERRUPTED = "interrupted"  # the fail_reason of a trial a stop (Ctrl-C, SIGTERM) ended
+VERIFIED = "verified_trial:"  # a study attribute per trial scored on every problem at a sweep's end
 
 
 @dataclass
@@ -39,7 +40,8 @@ class TrialRecord:
     mlflow_run_id: str | None = None
     live: Live | None = None
     samples: int | None = None  # trained so far; at the end, in all
-    exact_match: float | None = None  # best held-out exact match, once complete
+    exact_match: float | None = None  # best held-out exact match (on config's eval_size problems), once complete
+    final: dict | None = None  # at the target: its final score (`final.Score` as a dict), the objective value
     train_seconds: float | None = None
     samples_to_target: int | None = None
     restarts: int | None = None
@@ -77,3 +79,19 @@ class TrialRecord:
     @property
     def interrupted(self) -> bool:
         return self.fail_reason == INTERRUPTED
+
+    @property
+    def eval_problems(self) -> int | None:
+        """How many held-out problems `exact_match` was measured on."""
+        return (self.config or {}).get("eval_size")
+
+
+def set_verified(study, number: int, figures: dict) -> None:
+    """Note on the study what scoring trial `number` on every problem found (a finished trial's own
+    attributes cannot change)."""
+    study.set_user_attr(f"{VERIFIED}{number}", figures)
+
+
+def verified(study, number: int) -> dict | None:
+    """What scoring trial `number` on every problem found, if it was: {problems, wrong, exact_match, ...}."""
+    return study.user_attrs.get(f"{VERIFIED}{number}")

@@ -16,7 +16,8 @@ from rich.table import Table
 from thinker.cli.options import PATH, Storage, UsageError
 from thinker.outputs import check_apart, check_writable_file, ready_to_write
 
-HEADERS = {"exact_match": "exact", "train_seconds": "seconds"}  # short: the parameters need the width
+# short: the parameters need the width
+HEADERS = {"exact_match": "exact", "scored_exact_match": "final", "train_seconds": "seconds"}
 
 
 def report_command(
@@ -30,8 +31,9 @@ def report_command(
         help="Also draw the study to this PNG: learning curves, value by trial, importances.")] = None,
 ) -> None:
     """Show the best trials of a sweep (value, params, samples, seconds, state) and what mattered."""
-    from thinker.sweeps.report import best_trials, importances, open_study, trial_rows  # noqa: PLC0415 - Optuna
+    from thinker.sweeps.report import best_figures, best_trials, importances, open_study, trial_rows  # noqa: PLC0415
     from thinker.sweeps.stores import DEFAULT_STORAGE, check_url, journal_path, sqlite_path  # noqa: PLC0415
+    from thinker.sweeps.trial import TrialRecord  # noqa: PLC0415
 
     name = study or task
     if not name:
@@ -50,7 +52,7 @@ def report_command(
         return
     param_columns = [c for c in rows.columns if c.startswith("param.")]
     value_columns = [c for c in rows.columns if c.startswith("value")]
-    shown = ("trial", "state", *value_columns, "exact_match", "samples", "train_seconds")
+    shown = ("trial", "state", *value_columns, "exact_match", "scored_exact_match", "samples", "train_seconds")
     # narrow headers and no edge padding leave room for the parameters on an 80-column terminal
     table = Table(title=f"study {name!r}: best trials", box=None, pad_edge=False)
     for column in shown:
@@ -60,8 +62,10 @@ def report_command(
         params = " ".join(f"{c.removeprefix('param.')}={_fmt(row.get(c))}" for c in param_columns)
         reason = row.get("reason")
         detail = params if not isinstance(reason, str) else f"{params}  [{reason}]"
-        table.add_row(*(_fmt(row.get(c)) for c in shown), detail)
+        table.add_row(*(_cell(row, c) for c in shown), detail)
     console.print(table)
+    console.print("exact: held-out exact match during training (of N problems); final: the score at the target "
+                  "(of N problems), which ranks trials that reach it")
     ranked = importances(found)
     if ranked:
         imp = Table("parameter", "importance", title="parameter importances", box=None)
@@ -79,9 +83,24 @@ def report_command(
         console.print(f"wrote the study's plot to {plot}")
     summary = {"study": name, "trials": len(found.trials), "importances": ranked}
     if any(t.state.name == "COMPLETE" for t in found.trials) and len(found.directions) == 1:
-        summary.update(best_value=found.best_value, best_trial=found.best_trial.number,
-                       best_params=found.best_trial.params)
+        best = found.best_trial
+        figures = best_figures(found, best.number, TrialRecord.from_trial(best))
+        summary.update(best_value=found.best_value, best_trial=best.number, best_params=best.params, **figures)
+        console.print(f"best trial {best.number}: exact match {figures['best_scored']}")
+        checked = figures.get("best_verdict") or "not checked (a sweep checks its best trial at its end)"
+        console.print(f"  on every problem: {checked}")
     print(json.dumps(summary))
+
+
+def _cell(row, column: str) -> str:
+    """A table cell; an exact match with the problems behind it ("0.99952/100481")."""
+    value = row.get(column)
+    counted = {"exact_match": "eval_problems", "scored_exact_match": "scored_problems"}
+    if column in counted and _fmt(value) != "-":
+        return f"{value:.5f}/{_fmt(row.get(counted[column]))}"
+    if column.startswith("value") and isinstance(value, float) and value == value:
+        return f"{value:.7g}"
+    return _fmt(value)
 
 
 def _fmt(value) -> str:

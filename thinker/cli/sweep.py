@@ -120,6 +120,8 @@ def sweep_command(
                      f"{s['sweep_seconds']:.0f}s: {s['complete']} complete, {s['pruned']} pruned, {failed(s)}; "
                      f"best value {best if best is not None else '-'}"
                      + (f" (trial {s['best_trial']})" if s.get("best_trial") is not None else ""))
+    for line in best_lines(s):
+        stderr.print(line)
     if forecast.summary():
         stderr.print(forecast.summary())
     if s.get("parent_run_id"):
@@ -132,6 +134,23 @@ def sweep_command(
     if outcome.status == "stopped" and s["stop_reason"] != "timeout":  # the workers gave up, or one died
         stderr.print(f"stopped: {s['stop_reason']}; the last failure: {s.get('last_failure') or '-'}")
         raise typer.Exit(1)
+
+
+def best_lines(summary: dict) -> list[str]:
+    """The best trial's exact match with the problems behind it, and what scoring it on every problem found.
+
+    >>> for line in best_lines({"best_trial": 44, "best_scored": "0.99952 on 100,481 held-out problems",
+    ...                         "best_verdict": "wrong on 408 of 1,002,001 pairs: see `thinker eval addition:44`"}):
+    ...     print(line)
+      trial 44: exact match 0.99952 on 100,481 held-out problems
+      on every problem: wrong on 408 of 1,002,001 pairs: see `thinker eval addition:44`
+    """
+    if summary.get("best_trial") is None or not summary.get("best_scored"):
+        return []
+    lines = [f"  trial {summary['best_trial']}: exact match {summary['best_scored']}"]
+    if summary.get("best_verdict"):
+        lines.append(f"  on every problem: {summary['best_verdict']}")
+    return lines
 
 
 def finished_count(finished: int, target: int) -> str:
