@@ -17,6 +17,17 @@ TINY = ["--steps", "1", "--latent", "2", "--d-model", "32", "--n-heads", "2", "-
         "-o", "alphabet=5", "-o", "length=4"]
 
 
+def test_length_generalisation_options_reach_the_saved_config(tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "copy", *TINY, "--steps", "3", "--min-steps", "2", "--window", "2",
+                                 "--max-positions", "20", "--position-jitter", "--max-samples", "512",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["min_steps"], saved["window"], saved["max_positions"], saved["position_jitter"]) == (2, 2, 20, True)
+    assert torch.load(out / "model.pt")["model_config"]["max_len"] == 20
+
+
 def test_tasks_lists_every_task():
     result = runner.invoke(app, ["tasks"])
     assert result.exit_code == 0
@@ -85,6 +96,10 @@ def test_curves_show_exhaustive_checks_and_a_loss_that_reached_zero(tmp_path):
     (["train", "copy", "-o", "alphabet=1"], "alphabet must be at least 2"),
     (["train", "copy", "-o", "colour=red"], "copy:"),
     (["train", "copy", "-o", "novalue"], "task option must be KEY=VALUE"),
+    (["train", "copy", "--steps", "2", "--min-steps", "3"], "min_steps must be in 0..steps (2), got 3"),
+    (["train", "copy", "--window", "-1"], "window must not be negative"),
+    (["train", "copy", "--max-positions", "-1"], "max_positions must not be negative"),
+    (["train", "addition", "-o", "length=-1"], "length must not be negative"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     out = tmp_path / "never"

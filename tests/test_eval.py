@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 
 from tests.conftest import tiny_train
 from thinker.cli import app
-from thinker.exam import breakdowns, carry_chains, examine
-from thinker.model import Thinker
+from thinker.errors import ConfigError
+from thinker.exam import breakdowns, carry_chains, examine, score_length
+from thinker.model import Thinker, ThinkerConfig
 from thinker.tasks import FIRST_SYMBOL, TASKS, ProblemError, make_task
 from thinker.training import load_checkpoint, save_checkpoint, train
 
@@ -165,6 +166,11 @@ def test_predict_reads_stdin_and_writes_json_lines(addition_run):
     (["predict", " ", "1+1"], "no run given (an empty name)"),
     (["eval", "RUN", "--steps", "two"], "--steps takes integers like 1,2,4; got 'two'"),
     (["eval", "RUN", "--steps", "0"], "--steps must be at least 1, got 0"),
+    (["eval", "RUN", "--length", "0"], "--length must be at least 1, got 0"),
+    (["eval", "RUN", "--length", "16"], "addition makes operands of 1..15 digits, not 16"),
+    (["eval", "RUN", "--length", "9"], "addition problems of length 9 need positions up to 9; the model has 0..4"),
+    (["eval", "RUN", "--steps", "auto"], "--steps auto needs --length"),
+    (["eval", "RUN", "--plot", "x.png"], "--plot draws the --length table: give --length too"),
     (["eval", "BROKEN"], "not a thinker checkpoint"),
     (["eval", "CSV"], "trials.csv: not a thinker checkpoint (IndexError"),  # what `report --csv` writes
     (["eval", "TENSOR"], "tensor.pt: not a thinker checkpoint (TypeError: it holds a Tensor, not a dict)"),
@@ -231,3 +237,31 @@ def test_predict_shows_the_scratch_the_model_wrote():
     assert answer["scratch"] == ["7777", "7777"]  # two partial products of four digits each
     plain = make_task("multiply", scratch=False)
     assert "scratch" not in predict(RightAnswerWrongScratch(plain), plain, [0x0f, 0x12])
+
+
+def test_eval_by_length_and_steps(addition_run, tmp_path):
+    """A table over length x steps: 'auto' runs the trained steps times length / training length, the
+    picture is written, and the cells agree with `score_length` called directly."""
+    picture = tmp_path / "lengths.png"
+    result = runner.invoke(app, ["eval", str(addition_run), "--length", "1,2,4", "--steps", "1,auto",
+                                 "--sample", "64", "--plot", str(picture)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["trained_length"], summary["trained_steps"]) == (2, 2)  # max_operand 40 = 0x28: 2 digits
+    cells = [(row["length"], row["asked"], row["steps"]) for row in summary["grid"]]
+    assert cells == [(1, 1, 1), (1, "auto", 2), (2, 1, 1), (2, "auto", 2), (4, 1, 1), (4, "auto", 4)]
+    assert picture.stat().st_size > 0
+    ckpt = load_checkpoint(addition_run)
+    direct = score_length(ckpt.model, ckpt.task, 2, 1, size=64)
+    assert summary["grid"][2]["exact_match"] == direct.figures()["exact_match"]
+    assert bool((direct.problems >= 16).all() and (direct.problems < 256).all())  # exactly two hex digits
+
+
+def test_score_length_refuses_what_the_task_or_model_cannot_hold():
+    task = make_task("roll", alphabet=3, length=4)
+    model = Thinker(ThinkerConfig(vocab_size=task.vocab_size, max_len=task.max_len, d_model=16))
+    assert score_length(model, task, 6, size=8).size == 8  # long_length 6: the longest roll it can make
+    with pytest.raises(ProblemError, match="roll makes sequences of 1..6 symbols"):
+        score_length(model, task, 7, size=8)
+    with pytest.raises(ConfigError, match="the model has 0..6"):
+        score_length(model, make_task("copy", alphabet=3, length=4), 7, size=8)

@@ -193,7 +193,8 @@ def test_flops_per_token_matches_a_count_of_the_forward_pass(tiny_model_config, 
 
 
 @pytest.mark.parametrize("bad", [dict(d_model=30, n_heads=4), dict(steps=0), dict(latent=-1),
-                                 dict(dropout=1.0), dict(d_model=12, n_heads=4)])  # rotary: even head width
+                                 dict(dropout=1.0), dict(d_model=12, n_heads=4),  # rotary: even head width
+                                 dict(max_positions=-1)])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         ThinkerConfig(**bad)
@@ -272,3 +273,14 @@ def test_feedback_reads_scratch_back_into_the_scratch_slots_only():
     assert not torch.allclose(fed(batch.inputs), plain(batch.inputs))
     full = fed(batch.inputs)[:, -batch.answers:]
     torch.testing.assert_close(fed(batch.inputs, shared_layout=True, tail=batch.answers), full, rtol=1e-5, atol=1e-5)
+
+
+def test_position_differences_beyond_the_bias_table_share_its_last_bucket():
+    """A segment longer than max_len's differences (positions within the table) reads the edge buckets."""
+    model = Thinker(ThinkerConfig(vocab_size=8, max_len=6, d_model=16, n_heads=2, latent=1))
+    with torch.no_grad():
+        model.rel_bias.copy_(torch.arange(12.0).expand(2, 12))
+    bias = model.position_bias(torch.tensor([[0, 5, 0, 5]]))  # differences -5..5 fit; none go past
+    assert bias[0, 0, 2, 1].item() == 5 + 5 and bias[0, 0, 1, 2].item() == -5 + 5  # query 5, key 0; and back
+    far = model.position_bias(torch.tensor([[0, 5]]) * 3)  # 0 and 15 with max_len 6: clamped to +-5
+    assert far[0, 0, 2, 1].item() == 10 and far[0, 0, 1, 2].item() == 0

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from thinker.errors import ConfigError
-from thinker.tasks import ANS, FIRST_SYMBOL, PAD, SEP, TASKS, make_task
+from thinker.tasks import ANS, FIRST_SYMBOL, PAD, SEP, TASKS, ProblemError, make_task
 
 
 def digits_to_int(digits, base):
@@ -181,3 +181,43 @@ def test_task_options_of_the_wrong_type_are_one_clear_error(name, options, messa
     with pytest.raises(ConfigError) as info:
         make_task(name, **options)
     assert str(info.value) == message
+
+
+def test_problems_of_a_chosen_length():
+    g = torch.Generator().manual_seed(0)
+    addition = make_task("addition")
+    problems = addition.problems_of_length(500, g, 6)
+    assert bool((problems >= 16 ** 5).all() and (problems < 16 ** 6).all())
+    batch = addition.encode(problems, length=6)
+    a, b = problems[:, 0], problems[:, 1]
+    answer = batch.targets[:, -batch.answers:] - FIRST_SYMBOL
+    assert batch.answers == 7 and torch.equal((answer * 16 ** torch.arange(7)).sum(1), a + b)
+    assert addition.train_length == 3 and make_task("copy", length=5).train_length == 5
+    assert make_task("roll", length=4).problems_of_length(3, g, 6).shape == (3, 7)  # the shift as a last column
+    for task, length, message in [(addition, 0, "1..15 digits, not 0"), (make_task("multiply"), 8, "1..7 digits"),
+                                  (make_task("copy"), 0, "at least 1 symbol"),
+                                  (make_task("roll", length=4), 7, "1..6 symbols")]:
+        with pytest.raises(ProblemError, match=message):
+            task.problems_of_length(3, g, length)
+
+
+def test_addition_length_option_trains_every_operand_of_that_many_digits():
+    task = make_task("addition", length=2)
+    assert (task.max_operand, task.train_length, task.space_size()) == (255, 2, 256 ** 2)
+    batch = task.encode(torch.tensor([[0xff, 0xff]]))
+    assert batch.answers == 3  # 0x1fe: the carry out of the top digit is trained too
+    with pytest.raises(ConfigError, match="length must not be negative"):
+        make_task("addition", length=-1)
+
+
+def test_addition_pad_writes_operands_as_wide_as_the_answer_in_random_widths():
+    task = make_task("addition", pad=6)
+    g = torch.Generator().manual_seed(0)
+    widths = {task.sample(8, g).answers for _ in range(40)}
+    assert widths == {4, 5, 6, 7}  # operand widths 3..6, one digit more for the answer
+    batch = task.encode(torch.tensor([[0xfff, 0x1]]), length=3)  # fff + 1 = 1000: the carry beside two zeros
+    assert batch.inputs[0].tolist() == [18, 18, 18, 3, SEP, 4, 3, 3, 3, SEP, ANS, ANS, ANS, ANS]
+    assert (batch.targets[0, -4:] - FIRST_SYMBOL).tolist() == [0, 0, 0, 1]
+    assert task.sample(8, g, split="eval").answers == 4 and task.max_len == 8
+    with pytest.raises(ConfigError, match="pad must be 0 or at least the operands' 3 digits"):
+        make_task("addition", pad=2)

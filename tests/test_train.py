@@ -149,7 +149,8 @@ def test_time_budget_stops_training():
 
 
 @pytest.mark.parametrize("bad", [dict(batch_size=0), dict(lr=0.0), dict(lr=-1.0), dict(latent=-1),
-                                 dict(steps=0), dict(precision="fp8"), dict(d_model=30, n_heads=4)])
+                                 dict(steps=0), dict(precision="fp8"), dict(d_model=30, n_heads=4),
+                                 dict(steps=2, min_steps=3), dict(min_steps=-1), dict(max_positions=-1)])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         TrainConfig.from_dict(bad)
@@ -437,3 +438,26 @@ def test_settings_of_the_wrong_type_are_one_clear_error(values, message):
     with pytest.raises(ConfigError) as info:
         TrainConfig.from_dict({"task": "copy", **values})
     assert str(info.value) == message
+
+
+def test_min_steps_thinks_a_random_number_of_steps_per_batch(monkeypatch):
+    """Each batch runs min_steps..steps (all of them, over a few batches); without it, always `steps`."""
+    for min_steps, expected in [(1, {1, 2, 3}), (0, {3})]:
+        step = TrainStep(tiny_train(steps=3, min_steps=min_steps), torch.device("cpu"))
+        seen = []
+
+        def think(*args, seen=seen, original=step.model.think, **kwargs):
+            seen.append(args[1] or 3)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(step.model, "think", think)
+        for _ in range(30):
+            step()
+        assert set(seen) == expected
+
+
+def test_max_positions_widens_the_position_tables_beyond_the_task():
+    cfg = tiny_train(max_positions=40, position_jitter=True)
+    step = TrainStep(cfg, torch.device("cpu"))
+    assert step.model.cfg.max_len == 40 and step.model.pos_emb.weight.shape[0] == 40
+    assert TrainStep(tiny_train(), torch.device("cpu")).model.cfg.max_len == step.task.max_len  # 0: the task's

@@ -5,8 +5,10 @@
     >>> block(torch.zeros(3, 5, 32), cache).shape, len(cache)
     (torch.Size([3, 5, 32]), 1)
 
-Every call appends this step's keys and values to `cache` (a list) and attends over all of them:
-step ``s`` sees the states of steps ``0..s`` (see `thinker.model`).
+`segment_positions` gives every token its segment and its position within it (what the model's position
+embeddings, bias and rotations read). Every call of a block appends this step's keys and values to
+`cache` (a list) and attends over all of them: step ``s`` sees the states of steps ``0..s`` (see
+`thinker.model`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,24 @@ import torch.nn.functional as F
 from torch import nn
 
 ATTENTION = ("auto", "sdpa", "matmul")  # how `attend` computes: see `ThinkerConfig.attention`
+
+
+def segment_positions(tokens: torch.Tensor, sep_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Segment index and position within the segment for each token; both (B, T).
+
+    A separator closes its segment: it takes the next position in it, and counting restarts after it.
+
+    >>> segment_positions(torch.tensor([[5, 6, 1, 7, 1, 2, 2]]), sep_id=1)
+    (tensor([[0, 0, 0, 1, 1, 2, 2]]), tensor([[0, 1, 2, 0, 1, 0, 1]]))
+    """
+    is_sep = (tokens == sep_id).long()
+    segment = torch.cumsum(is_sep, dim=1) - is_sep  # separators belong to the segment they close
+    index = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+    # index of the first token of each token's segment = (index of last separator before it) + 1
+    last_sep = torch.where(is_sep.bool(), index, torch.full_like(index, -1))
+    last_sep = torch.cummax(last_sep, dim=1).values
+    prev_sep = torch.cat([torch.full_like(last_sep[:, :1], -1), last_sep[:, :-1]], dim=1)
+    return segment, index - prev_sep - 1
 
 
 class Attention(nn.Module):

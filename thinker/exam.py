@@ -17,6 +17,7 @@ trainer's: held-out problems (never trained on), training problems, and longer-t
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
-from thinker.model import Thinker
-from thinker.tasks import FIRST_SYMBOL, AdditionTask, Task, _ArithmeticTask, to_digits
+from thinker.errors import ConfigError
+from thinker.model import Thinker, segment_positions
+from thinker.tasks import FIRST_SYMBOL, SEP, AdditionTask, Task, _ArithmeticTask, to_digits
 
 EXHAUSTIVE_LIMIT = 4_000_000  # problems; beyond this `examine` scores a sample
 EXAM_SEED = 20231218  # the samples `examine` draws: the same problems for every model
@@ -60,9 +62,10 @@ class Scores:
 
 
 def score(model: Thinker, task: Task, problems: torch.Tensor, long: bool = False, steps: int | None = None,
-          chunk: int | None = None, workers: int = 1, on_chunk: Callable[[int], None] | None = None) -> Scores:
+          chunk: int | None = None, workers: int = 1, on_chunk: Callable[[int], None] | None = None,
+          length: int | None = None) -> Scores:
     """Score `problems` (raw rows) in batches of `chunk` (default: CHUNK on CPU, GPU_CHUNK on GPU);
-    `steps` overrides the model's thinking steps.
+    `steps` overrides the model's thinking steps; `length`: problems of that length (`problems_of_length`).
 
     With `workers` > 1 (CPU), that many threads each score whole batches with single-threaded torch
     operations: on 2 cores ~1.2x faster than splitting every small operation over both.
@@ -75,7 +78,7 @@ def score(model: Thinker, task: Task, problems: torch.Tensor, long: bool = False
 
     @torch.inference_mode()
     def one(start: int) -> tuple[torch.Tensor, ...]:
-        batch = task.encode(problems[start:start + chunk].to(device), long=long)
+        batch = task.encode(problems[start:start + chunk].to(device), long=long, length=length)
         n = batch.answer_slots  # every task puts its answer slots last (after any scratch)
         expected = batch.targets[:, -n:]
         logits = model(batch.inputs, steps=steps, shared_layout=True, tail=n)
@@ -159,6 +162,27 @@ def examine(model: Thinker, task: Task, *, exhaustive: bool = False, sample_size
                      on_chunk=on_chunk)
     return Exam(task, "exhaustive" if exhaustive else "sample", scores, task.is_held_out(problems), long,
                 time.perf_counter() - start, steps or model.cfg.steps)
+
+
+def score_length(model: Thinker, task: Task, length: int, steps: int | str | None = None, size: int = 2048,
+                 seed: int = EXAM_SEED, workers: int = 1) -> Scores:
+    """`size` random problems of `length` (symbols, or digits of every operand) scored after `steps`
+    thinking steps: a number, None (as trained) or "auto" (`auto_steps`). The same problems for every
+    model and step count. ConfigError (a ProblemError) if the task cannot make problems that long or the
+    model has no positions for them (train with a larger `max_positions`)."""
+    problems = task.problems_of_length(size, torch.Generator().manual_seed(seed + length), length)
+    longest = int(segment_positions(task.encode(problems[:1], length=length).inputs, SEP)[1].max())
+    if longest >= model.cfg.max_len:
+        raise ConfigError(f"{task.name} problems of length {length} need positions up to {longest}; the model has "
+                          f"0..{model.cfg.max_len - 1} (train with a larger --max-positions)")
+    steps = auto_steps(model, task, length) if steps == "auto" else steps
+    return score(model, task, problems, steps=steps, workers=workers, length=length)
+
+
+def auto_steps(model: Thinker, task: Task, length: int) -> int:
+    """Thinking steps in proportion to the length: the trained steps times length / training length,
+    rounded up, never fewer than trained."""
+    return max(model.cfg.steps, math.ceil(model.cfg.steps * length / task.train_length))
 
 
 def find_wrong(model: Thinker, task: Task, workers: int = 1, steps: int | None = None,

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from thinker.attention import ATTENTION, Block
+from thinker.attention import ATTENTION, Block, segment_positions
 from thinker.errors import ConfigError
 from thinker.parsing import check_type
 
@@ -82,14 +82,18 @@ class ThinkerConfig:
     """Segment embeddings available (operands, answer, ...)."""
     position_jitter: bool = False
     """Shift positions by a random offset per sample in training (length generalisation)."""
+    max_positions: int = 0
+    """Positions the model has (0: the task's longest segment); trained with `position_jitter`."""
     relative_bias: bool = True
     """Learned per-head attention bias by position difference within segments (shared by all steps)."""
+    window: int = 0
+    """Local attention (0: off): task tokens see task tokens at most this many positions away (memory
+    tokens see all), so a rule that reads its neighbours looks the same at every length."""
     rotary: bool = True
     """Rotate queries and keys by position within segments (RoPE), so offsets can depend on content."""
     attention: str = "auto"
     """How attention is computed (the same function either way): "sdpa", PyTorch's fused kernels;
-    "matmul", two matrix products and a softmax; "auto", fused kernels on GPUs and matrix products on
-    CPUs, where they run faster on sequences this short."""
+    "matmul", two matrix products and a softmax; "auto", fused kernels on GPUs, matrix products on CPUs."""
     feedback: bool = False
     """Scratch read back: before every step after the first, each scratch slot (an answer slot before
     the last segment) also gets the embedding of the token written there, so a later step reads the
@@ -104,8 +108,9 @@ class ThinkerConfig:
                      "mlp_ratio", "n_segments"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.latent < 0:
-            raise ConfigError(f"latent must not be negative, got {self.latent}")
+        for name in ("latent", "max_positions", "window"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.rotary and self.d_model // self.n_heads % 2:
@@ -117,24 +122,6 @@ class ThinkerConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def segment_positions(tokens: torch.Tensor, sep_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Segment index and position within the segment for each token; both (B, T).
-
-    A separator closes its segment: it takes the next position in it, and counting restarts after it.
-
-    >>> segment_positions(torch.tensor([[5, 6, 1, 7, 1, 2, 2]]), sep_id=1)
-    (tensor([[0, 0, 0, 1, 1, 2, 2]]), tensor([[0, 1, 2, 0, 1, 0, 1]]))
-    """
-    is_sep = (tokens == sep_id).long()
-    segment = torch.cumsum(is_sep, dim=1) - is_sep  # separators belong to the segment they close
-    index = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
-    # index of the first token of each token's segment = (index of last separator before it) + 1
-    last_sep = torch.where(is_sep.bool(), index, torch.full_like(index, -1))
-    last_sep = torch.cummax(last_sep, dim=1).values
-    prev_sep = torch.cat([torch.full_like(last_sep[:, :1], -1), last_sep[:, :-1]], dim=1)
-    return segment, index - prev_sep - 1
 
 
 class Thinker(nn.Module):
@@ -177,18 +164,23 @@ class Thinker(nn.Module):
         """Attention bias (B, H, L + T, L + T) from position differences; memory pairs share a bucket.
 
         Digit i of the answer finds digit i of each operand (difference 0) and the carry from digit
-        i - 1 (difference 1) with one learned number per head, the same at every position.
+        i - 1 (difference 1) with one learned number per head, the same at every position; task tokens
+        farther apart than a `window` get -inf.
         """
-        if self.rel_bias is None:
-            return None
         cfg = self.cfg
+        if self.rel_bias is None and not cfg.window:
+            return None
         B, T = position.shape
-        diff = position[:, :, None] - position[:, None, :] + cfg.max_len - 1  # (B, T, T) in 0..2*max_len-2
-        buckets = torch.full((B, cfg.latent + T, cfg.latent + T), 2 * cfg.max_len - 1,
-                             dtype=torch.long, device=position.device)
-        buckets = torch.cat([buckets[:, :cfg.latent],
-                             torch.cat([buckets[:, cfg.latent:, :cfg.latent], diff], dim=2)], dim=1)
-        return self.rel_bias[:, buckets].permute(1, 0, 2, 3)  # (B, H, L + T, L + T)
+        diff = position[:, :, None] - position[:, None, :]  # (B, T, T)
+        bias = torch.zeros(B, cfg.n_heads, cfg.latent + T, cfg.latent + T, device=position.device)
+        if self.rel_bias is not None:  # longer differences than the table holds share its edge buckets
+            buckets = torch.full_like(bias[:, 0], 2 * cfg.max_len - 1, dtype=torch.long)
+            buckets[:, cfg.latent:, cfg.latent:] = diff.clamp(1 - cfg.max_len, cfg.max_len - 1) + cfg.max_len - 1
+            bias = self.rel_bias[:, buckets].permute(1, 0, 2, 3)  # (B, H, L + T, L + T)
+        if cfg.window:
+            far = F.pad(diff.abs() > cfg.window, (cfg.latent, 0, cfg.latent, 0))  # (B, L + T, L + T)
+            bias = bias.masked_fill(far[:, None], float("-inf"))
+        return bias
 
     def rotation(self, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """cos and sin (B, 1, L + T, hd / 2) of the rotary angles; memory tokens sit at position 0."""

@@ -3,6 +3,7 @@
     thinker eval runs/addition-20261129-101500 --exhaustive
     thinker eval addition:17 --exhaustive --csv wrong.csv --mlflow
     thinker eval runs/addition-20261129-101500 --steps 1,2,3,4,6,8
+    thinker eval runs/addition-20261129-101500 --length 3,6,12 --steps 2,4,auto --plot lengths.png
 
 Scoring is `thinker.exam`; this file turns its results into tables, a CSV of the wrong problems, MLflow
 metrics and a JSON last line on stdout.
@@ -19,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from thinker.cli.lengths import length_command, parse_steps
 from thinker.cli.options import PATH, Device, Storage, TrackingUri
 from thinker.cli.progress import progress_bar
 from thinker.cli.source import Source, open_source
@@ -26,27 +28,26 @@ from thinker.device import configure_torch
 from thinker.exam import EXHAUSTIVE_LIMIT, Exam, breakdowns, exam_size, examine
 from thinker.machine import describe, label, usable_cpus
 from thinker.outputs import check_apart, check_writable_file, ready_to_write
-from thinker.parsing import int_list
 from thinker.training.checkpoint import checkpoint_path
 
 SPLITS = {"all": "all", "held_out": "held-out", "train": "train", "long": "longer than training"}
-
-
-def parse_steps(text: str | None) -> list[int | None]:
-    """`"1,2,4"` -> [1, 2, 4]; None -> [None] (the model's own)."""
-    return int_list(text, "--steps", minimum=1) if text else [None]
 
 
 def eval_command(
     source: Annotated[str, typer.Argument(help="Run directory, model.pt, STUDY:TRIAL or an MLflow run id.")],
     exhaustive: Annotated[bool, typer.Option(
         help=f"Score every problem (when the task has at most {EXHAUSTIVE_LIMIT:,}; else a sample).")] = False,
-    sample: Annotated[int, typer.Option(min=1, help="Held-out and training problems each, when sampling.")
-                      ] = 100_000,
+    sample: Annotated[int | None, typer.Option(
+        min=1, help="Held-out and training problems each, when sampling; with --length, problems per length "
+                    "[default: 100,000; with --length 2,048].")] = None,
     long: Annotated[int, typer.Option(min=0, help="Longer-than-training problems (a sample; 0 skips).")] = 10_000,
     steps: Annotated[str | None, typer.Option(
-        help="Thinking steps to evaluate with (test-time thinking), or a list: 1,2,4,8 [default: as trained].")
-                     ] = None,
+        help="Thinking steps to evaluate with (test-time thinking), or a list: 1,2,4,8; with --length also auto "
+             "(the trained steps times length / training length) [default: as trained].")] = None,
+    length: Annotated[str | None, typer.Option(
+        help="Score random problems of this length instead (digits of every operand, symbols of a sequence), "
+             "or a list: 3,6,12; a table of exact match over length x steps.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="With --length: draw the table as a PNG here.", **PATH)] = None,
     show: Annotated[int, typer.Option(min=0, help="Wrong problems to show, decoded.")] = 10,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write every wrong problem to this CSV file.", **PATH)
                         ] = None,
@@ -58,6 +59,9 @@ def eval_command(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Score a trained model: exact match by split, where it goes wrong, the wrong problems themselves."""
+    if length is not None or plot is not None:
+        length_command(source, length, steps, sample, plot, device, storage, tracking_uri, csv_path, mlflow)
+        return
     step_list = parse_steps(steps)
     if csv_path is not None:
         local = checkpoint_path(source) if Path(source).exists() else None
@@ -67,6 +71,7 @@ def eval_command(
         from thinker.sweeps.tracking import client, resolve_tracking_uri  # noqa: PLC0415 - MLflow
 
         client(resolve_tracking_uri(tracking_uri))
+    sample = sample or 100_000
     configure_torch()
     found = open_source(source, device, storage, tracking_uri)
     ckpt = found.checkpoint

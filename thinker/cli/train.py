@@ -52,6 +52,15 @@ def train_command(
     d_model: DModel = None,
     n_heads: NHeads = None,
     n_layers: NLayers = None,
+    min_steps: Annotated[int | None, typer.Option(
+        help="Think a random number of steps per batch, min-steps..steps (0: always --steps).")] = None,
+    window: Annotated[int | None, typer.Option(
+        help="Local attention: tokens see only tokens this many positions away (0: all).")] = None,
+    max_positions: Annotated[int | None, typer.Option(
+        help="Positions the model has (0: the task's longest segment); trained with --position-jitter.")] = None,
+    position_jitter: Annotated[bool | None, typer.Option(
+        "--position-jitter/--no-position-jitter",
+        help="Shift each sample's positions by a random offset in training [default: off].")] = None,
     max_samples: Annotated[int | None, typer.Option(help="Sample budget.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Time budget in seconds (0: none).")] = None,
     target: Annotated[float | None, typer.Option(help="Stop at this held-out exact match.")] = None,
@@ -88,7 +97,9 @@ def train_command(
     if options:
         base["task_options"] = {**base.get("task_options", {}), **options}
     cfg = build_config(base, dict(  # each option to its TrainConfig field; None: the task's or the config's default
-        steps=steps, latent=latent, batch_size=batch_size, lr=lr, d_model=d_model, n_heads=n_heads, n_layers=n_layers,
+        steps=steps, latent=latent, min_steps=min_steps, window=window, max_positions=max_positions,
+        position_jitter=position_jitter, batch_size=batch_size, lr=lr, d_model=d_model, n_heads=n_heads,
+        n_layers=n_layers,
         max_samples=max_samples, max_seconds=max_seconds, target=target, exhaustive_check=exhaustive_check,
         precision=precision, cuda_graph=cuda_graph, device=device, seed=seed))
     make_task(cfg.task, **cfg.task_options)  # a bad task option fails here, before anything is written

@@ -21,20 +21,34 @@ class _ArithmeticTask(Task):
 
     operator: ClassVar[str]
 
-    def __init__(self, base: int = 16, max_operand: int = 1000, holdout: float = 0.1) -> None:
+    def __init__(self, base: int = 16, max_operand: int = 1000, holdout: float = 0.1, length: int = 0,
+                 pad: int = 0) -> None:
         super().__init__(holdout)
         if base < 2:
             raise ConfigError(f"base must be at least 2, got {base}")
-        if max_operand < 1:
-            raise ConfigError(f"max_operand must be positive, got {max_operand}")
+        if length < 0 or max_operand < 1:
+            raise ConfigError(f"length must not be negative and max_operand must be positive, got {length} and "
+                              f"{max_operand}")
         self.base = base
-        self.max_operand = max_operand
-        self.digits = n_digits(max_operand, base)
+        # `length` (the training length): operands of up to that many digits, every one of them possible
+        self.max_operand = base ** length - 1 if length else max_operand
+        self.digits = self.train_length = n_digits(self.max_operand, base)
+        if pad and pad < self.digits:
+            raise ConfigError(f"pad must be 0 or at least the operands' {self.digits} digits, got {pad}")
+        # `pad`: every training batch writes its operands in a random width digits..pad (leading zeros), so the
+        # model meets wider numbers than its operands; and every problem, of any split or length, writes its
+        # operands as wide as the answer, so that each answer digit has digits of the operands beside it
+        self.pad = pad
         self.vocab_size = FIRST_SYMBOL + base
-        self.max_len = self.answer_digits(self.digits + 1) + 1
+        self.max_len = max(self.answer_digits(self.digits + 1), self.answer_digits(pad)) + 1
 
     def answer_digits(self, operand_digits: int) -> int:
         raise NotImplementedError
+
+    def largest(self, operand_digits: int) -> int:
+        """The largest operand written in that many digits: `max_operand` at the training length (unless
+        padded: then every answer is as wide as any of its width could need)."""
+        return self.max_operand if operand_digits == self.digits and not self.pad else self.base ** operand_digits - 1
 
     def combine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -51,11 +65,33 @@ class _ArithmeticTask(Task):
         # a + b and b + a are one problem: hold both out or neither
         return super().is_held_out(problems.sort(dim=1).values)
 
-    def encode(self, problems: torch.Tensor, long: bool = False) -> Batch:
+    def sample(self, batch_size: int, generator: torch.Generator, split: str = "train",
+               fixed_shape: bool = False) -> Batch:
+        if split != "train" or not self.pad:
+            return super().sample(batch_size, generator, split, fixed_shape)
+        problems = self.problems(batch_size, generator, split, fixed_shape)
+        # a fixed shape (GPU steps, CUDA graphs) takes the widest; else one width per batch from the CPU
+        width = self.pad if fixed_shape else int(torch.randint(self.digits, self.pad + 1, (1,), generator=generator))
+        return self.encode(problems, length=width)
+
+    def problems_of_length(self, n: int, generator: torch.Generator, length: int) -> torch.Tensor:
+        if not 1 <= length <= self.longest():
+            raise ProblemError(f"{self.name} makes operands of 1..{self.longest()} digits, not {length}")
+        return torch.randint(self.base ** (length - 1) if length > 1 else 0, self.base ** length, (n, 2),
+                             generator=generator, device=generator.device)
+
+    def longest(self) -> int:
+        """The most operand digits whose answer still fits in int64."""
+        length = 1
+        while self.combine(self.base ** (length + 1) - 1, self.base ** (length + 1) - 1) < 2 ** 63:
+            length += 1
+        return length
+
+    def encode(self, problems: torch.Tensor, long: bool = False, length: int | None = None) -> Batch:
         a, b = problems[:, 0], problems[:, 1]
-        width = self.digits + long
-        operands = [to_digits(v, self.base, width) + FIRST_SYMBOL for v in (a, b)]
+        width = length or self.digits + long
         answer = to_digits(self.combine(a, b), self.base, self.answer_digits(width))
+        operands = [to_digits(v, self.base, answer.shape[1] if self.pad else width) + FIRST_SYMBOL for v in (a, b)]
         return layout(operands, answer + FIRST_SYMBOL, [s + FIRST_SYMBOL for s in self.scratch_digits(a, b, width)])
 
     def scratch_digits(self, a: torch.Tensor, b: torch.Tensor, width: int) -> list[torch.Tensor]:
@@ -116,8 +152,7 @@ class AdditionTask(_ArithmeticTask):
     description = "add two numbers (base 16, operands 0..1000 by default)"
 
     def answer_digits(self, operand_digits: int) -> int:
-        largest = self.max_operand if operand_digits == self.digits else self.base ** operand_digits - 1
-        return n_digits(2 * largest, self.base)
+        return n_digits(2 * self.largest(operand_digits), self.base)
 
     def combine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a + b
@@ -166,8 +201,7 @@ class MultiplyTask(_ArithmeticTask):
         return [to_digits(a * b_digits[:, j] * self.base ** j, self.base, out) for j in range(width)]
 
     def answer_digits(self, operand_digits: int) -> int:
-        largest = self.max_operand if operand_digits == self.digits else self.base ** operand_digits - 1
-        return n_digits(largest * largest, self.base)
+        return n_digits(self.largest(operand_digits) ** 2, self.base)
 
     def combine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a * b

@@ -89,12 +89,20 @@ class Task:
     # -- what subclasses provide ------------------------------------------------------------
     vocab_size: int
     max_len: int  # longest segment, separator included, over every split
+    train_length: int  # how long training problems are: symbols of a sequence, digits of an operand
 
     def draw(self, n: int, generator: torch.Generator, long: bool) -> torch.Tensor:
         """Raw problems, one per row, as an int64 tensor on the generator's device."""
         raise NotImplementedError
 
-    def encode(self, problems: torch.Tensor, long: bool = False) -> Batch:
+    def encode(self, problems: torch.Tensor, long: bool = False, length: int | None = None) -> Batch:
+        """A batch from raw problems: of training length, longer ones (`long`) or those of `length`."""
+        raise NotImplementedError
+
+    def problems_of_length(self, n: int, generator: torch.Generator, length: int) -> torch.Tensor:
+        """`n` random problems of `length` (symbols, or digits of every operand; `train_length` is
+        training's); encode them with `encode(problems, length=length)`. ProblemError if the task cannot
+        make problems that long."""
         raise NotImplementedError
 
     # -- shared machinery -------------------------------------------------------------------

@@ -24,7 +24,7 @@ class _SequenceTask(Task):
         if length < 1:
             raise ConfigError(f"length must be positive, got {length}")
         self.alphabet = alphabet
-        self.length = length
+        self.length = self.train_length = length
         self.long_length = long_length or length + max(1, length // 2)
         if self.long_length <= length:
             raise ConfigError(f"long_length ({self.long_length}) must exceed length ({length})")
@@ -32,14 +32,17 @@ class _SequenceTask(Task):
         self.max_len = self.long_length + 1
 
     def draw(self, n: int, generator: torch.Generator, long: bool) -> torch.Tensor:
-        length = self.long_length if long else self.length
-        return torch.randint(0, self.alphabet, (n, length), generator=generator,
-                             device=generator.device)
+        return self.problems_of_length(n, generator, self.long_length if long else self.length)
+
+    def problems_of_length(self, n: int, generator: torch.Generator, length: int) -> torch.Tensor:
+        if length < 1:
+            raise ProblemError(f"{self.name} makes sequences of at least 1 symbol, not {length}")
+        return torch.randint(0, self.alphabet, (n, length), generator=generator, device=generator.device)
 
     def answer(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def encode(self, problems: torch.Tensor, long: bool = False) -> Batch:
+    def encode(self, problems: torch.Tensor, long: bool = False, length: int | None = None) -> Batch:
         return layout([problems + FIRST_SYMBOL], self.answer(problems) + FIRST_SYMBOL)
 
     def space_size(self) -> int:
@@ -112,12 +115,15 @@ class RollTask(_SequenceTask):
         super().__init__(alphabet, length, long_length, holdout)
         self.vocab_size = FIRST_SYMBOL + alphabet + self.long_length
 
-    def draw(self, n: int, generator: torch.Generator, long: bool) -> torch.Tensor:
-        x = super().draw(n, generator, long)
+    def problems_of_length(self, n: int, generator: torch.Generator, length: int) -> torch.Tensor:
+        if length > self.long_length:  # every shift k has a token of its own: k < long_length
+            raise ProblemError(f"roll makes sequences of 1..{self.long_length} symbols (its shift tokens; train with "
+                               f"-o long_length=N for longer), not {length}")
+        x = super().problems_of_length(n, generator, length)
         k = torch.randint(0, x.shape[1], (n, 1), generator=generator, device=x.device)
         return torch.cat([x, k], dim=1)  # last column is the shift
 
-    def encode(self, problems: torch.Tensor, long: bool = False) -> Batch:
+    def encode(self, problems: torch.Tensor, long: bool = False, length: int | None = None) -> Batch:
         x, k = problems[:, :-1], problems[:, -1:]
         n = x.shape[1]
         source = (torch.arange(n, device=x.device) - k) % n  # (B, n): y[i] = x[i - k]

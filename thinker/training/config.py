@@ -53,6 +53,9 @@ class TrainConfig:
     deep_supervision: bool = False
     """Train on the answer (and scratch) after every thinking step, not only the last (the mean of the
     steps' losses); the model's `feedback` needs it, so that a step learns to write what the next reads."""
+    min_steps: int = 0
+    """Think for a random number of steps per batch, drawn uniformly from min_steps..steps (0: always
+    `steps`): the answer must be right after any of them, so extra steps at test time keep it right."""
     clip_norm: float = 1.0
     """Gradient clipping norm; 0 turns clipping off."""
     ema: float = 0.99
@@ -115,6 +118,8 @@ class TrainConfig:
         if self.model.feedback and not self.deep_supervision:
             raise ConfigError("feedback needs deep_supervision: a step learns to write the scratch the next one "
                               "reads only if its own loss counts")
+        if not 0 <= self.min_steps <= self.model.steps:
+            raise ConfigError(f"min_steps must be in 0..steps ({self.model.steps}), got {self.min_steps}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
@@ -150,5 +155,5 @@ class TrainConfig:
 
     def model_config(self, task: Task) -> ThinkerConfig:
         """The model config for `task`: the settable fields from here, the rest from the task."""
-        return dataclasses.replace(self.model, vocab_size=task.vocab_size, max_len=task.max_len, sep_id=SEP,
-                                   ans_id=ANS)
+        return dataclasses.replace(self.model, vocab_size=task.vocab_size,
+                                   max_len=max(task.max_len, self.model.max_positions), sep_id=SEP, ans_id=ANS)

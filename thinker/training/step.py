@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import random
 import warnings
 from collections.abc import Callable
 
@@ -102,13 +103,14 @@ class TrainStep:
         self.model_config = cfg.model_config(self.task)
         with seeded(cfg.seed, device):
             self.model = Thinker(self.model_config).to(device)
-        self.graphed = cfg.cuda_graph and device.type == "cuda" and not cfg.compile
+        self.graphed = cfg.cuda_graph and device.type == "cuda" and not cfg.compile and not cfg.min_steps  # fixed steps
         fused = (device.type == "cuda" if fused is None else fused) or self.graphed
         self.lr = torch.tensor(cfg.lr, device=device) if self.graphed else None  # shared by every group
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay),
                                            lr=cfg.lr if self.lr is None else self.lr, betas=(0.9, cfg.beta2),
                                            fused=fused, capturable=self.graphed)
         self.generator = torch.Generator(device).manual_seed(cfg.seed)
+        self.step_counts = random.Random(cfg.seed)  # thinking steps per batch, with min_steps: no device sync
         # On a GPU, draw batches without data-dependent shapes: no host synchronisation per step.
         self.fixed_shape = device.type == "cuda"
         self.timer = PhaseTimer(device)
@@ -116,8 +118,7 @@ class TrainStep:
         logits = self.model.logits_per_step if cfg.deep_supervision else self.model
         self.logits = torch.compile(logits) if cfg.compile else logits
         self.average = WeightAverage(self.model, cfg.ema, weight_on_device=self.graphed) if cfg.ema else None
-        self.samples, self.steps = 0, 0
-        self.lr_scale = 1.0
+        self.samples, self.steps, self.lr_scale = 0, 0, 1.0
         self.loss_hook: LossHook | None = None
         self.graphs = None  # StepGraphs, once captured
         self.graph_error: str | None = None  # why the step is not captured, if it is not
@@ -150,7 +151,8 @@ class TrainStep:
             # only the answer slots' logits, computed from one position layout for the batch: (B, A, vocab)
             # with feedback, later steps read the true scratch back (teacher forcing)
             scratch = batch.targets if self.model_config.feedback else None
-            logits = self.logits(batch.inputs, shared_layout=True, tail=batch.answers, scratch=scratch)
+            steps = self.step_counts.randint(self.cfg.min_steps, self.cfg.model.steps) if self.cfg.min_steps else None
+            logits = self.logits(batch.inputs, steps, shared_layout=True, tail=batch.answers, scratch=scratch)
         per_step = logits if self.cfg.deep_supervision else [logits]
         targets = batch.targets[:, -batch.answers:]
         loss = sum(masked_loss(step_logits, targets) for step_logits in per_step) / len(per_step)
