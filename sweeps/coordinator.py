@@ -43,7 +43,7 @@ from thinker.training import load_checkpoint
 
 PARENT_ATTR = "mlflow_parent_run:"  # one study attribute per invocation's parent run
 SUMMARY_METRICS = ("finished", "complete", "pruned", "failed", "interrupted", "samples_total", "sweep_seconds",
-                   "best_value", "best_exact_match", "best_problems", "best_wrong", "best_low",
+                   "best_value", "unsent_points", "best_exact_match", "best_problems", "best_wrong", "best_low",
                    "best_high", "best_verified_problems", "best_verified_wrong")
 
 

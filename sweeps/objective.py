@@ -157,12 +157,12 @@ class Objective:
             result = train(cfg, logger=TrialLogger(run, trial, record, self.interrupt), on_eval=on_eval)
         except optuna.TrialPruned as e:
             run.finish("PRUNED", str(e))
-            record.update(trial, prune_reason=str(e))
+            record.update(trial, prune_reason=str(e), unsent_points=run.unsent or None)
             raise
         except KeyboardInterrupt:
             self.interrupt.ignore_further()  # finish the bookkeeping even if Ctrl-C is pressed again
             run.finish("KILLED", INTERRUPTED)
-            record.update(trial, fail_reason=INTERRUPTED)
+            record.update(trial, fail_reason=INTERRUPTED, unsent_points=run.unsent or None)
             raise
         except BaseException as e:
             reason, lost = failure_reason(e), device_lost(e)
@@ -170,6 +170,8 @@ class Objective:
                 reason += "; the device is unusable in this process: its worker stops"
             record.update(trial, fail_reason=reason)
             run.finish("FAIL", reason)
+            if run.unsent:
+                record.update(trial, unsent_points=run.unsent)
             if lost:
                 self.device_gone = True
                 trial.study.stop()
@@ -200,4 +202,6 @@ class Objective:
                            scored_wrong=final.wrong, scored_low=low, scored_high=high,
                            scored_exhaustive=float(final.exhaustive), scored_seconds=final.seconds)
         run.finish("COMPLETE", metrics=metrics, step=result.samples)
+        if run.unsent:
+            record.update(trial, unsent_points=run.unsent)
         return trial_values(s.objective, result, cfg.max_samples, final)

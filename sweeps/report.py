@@ -98,6 +98,7 @@ def summarize(study: optuna.Study, settings: SweepSettings, parent_id: str | Non
         "complete": names.count("COMPLETE"), "pruned": names.count("PRUNED"), "failed": names.count("FAIL"),
         "interrupted": sum(s == "FAIL" and r.interrupted for s, r in zip(names, records)),
         "samples_total": sum(int(r.samples or 0) for r in records),
+        "unsent_points": sum(int(r.unsent_points or 0) for r in records),  # metric points MLflow never got
         "sweep_seconds": round(seconds, 2), "storage": redact(settings.storage),
         "tracking_uri": redact(settings.tracking_uri), "parent_run_id": parent_id,
         "last_failure": failures[-1] if failures else None,

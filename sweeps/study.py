@@ -26,6 +26,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from thinker.errors import ThinkerError, one_line
+from thinker.sweeps.connections import engine_options, wait_for_connections
 from thinker.sweeps.settings import PRUNERS, SAMPLERS, SweepSettings
 from thinker.sweeps.stores import (
     StorageError,
@@ -82,8 +83,9 @@ def open_storage(url: str, heartbeat: bool = True, must_exist: bool = False):
         check_sqlite_store(path, url, "storage", must_exist, "studies", "an Optuna study database", StorageError)
         # SQLite serialises writers; wait for the lock instead of failing with "database is locked".
         engine_kwargs = {"connect_args": {"timeout": 120}}
-    else:
-        engine_kwargs = {"pool_pre_ping": True}
+    else:  # a database server: one pooled connection, refused ones waited for (connections.py)
+        engine_kwargs = engine_options(url)
+        wait_for_connections()
     beats = {}
     if heartbeat:
         beats = dict(heartbeat_interval=env_seconds("THINKER_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS),

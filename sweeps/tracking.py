@@ -5,12 +5,14 @@
 
 This is the one module that imports MLflow. A trial's metrics are buffered and handed, once per
 evaluation, to a background thread that sends them with one `log_batch` call, so training never
-waits on the tracking store (one `log_metric` costs ~15 ms on SQLite, and a trial logs ~1,000
-values). MLflow's own `log_batch(..., synchronous=False)` was measured against this thread: trials
-ran 3-4% slower with it (samples/s with logging over without, one thread, three rounds: 0.961-0.976
-against 1.004-1.029 for the thread), so the thread stays. System metrics (CPU, memory, GPU with nvidia-ml-py)
+waits on the tracking store (a trial logs ~1,000 values; MLflow's own asynchronous `log_batch` made
+trials 3-4% slower than this thread: bench/README.md). System metrics (CPU, memory, GPU with nvidia-ml-py)
 come from MLflow's monitor, started by `mlflow.start_run(run_id=..., log_system_metrics=True)`. A sweep's
 parent run is `coordinator`'s to start and end.
+
+A tracking server shared by hundreds of workers is sometimes saturated: a trial's calls are tried
+again with backoff (`patiently`), a metric batch that still fails is kept and sent again at the end,
+and points never sent are counted (`TrialRun.unsent`: the trial's record, the sweep's summary).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import random
 import tempfile
 import threading
 import time
@@ -35,6 +38,20 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the U
 SYSTEM_METRICS_SECONDS = 2
 BATCH_LIMIT = 1000  # MLflow's log_batch accepts at most 1000 metrics per call
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "KILLED": "KILLED"}  # trial state -> run status
+TRIES, FIRST_DELAY = 6, 0.5  # a call to the tracking store is tried 6 times, 0.5 s doubling apart (~30 s)
+
+
+def patiently(call):
+    """`call()`, tried again with jittered backoff while it raises; the last error if every try failed."""
+    delay, tries = FIRST_DELAY, TRIES
+    for attempt in range(tries):
+        try:
+            return call()
+        except Exception:
+            if attempt == tries - 1:
+                raise
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay *= 2
 
 
 def client(uri: str, must_exist: bool = False) -> MlflowClient:
@@ -52,7 +69,7 @@ def client(uri: str, must_exist: bool = False) -> MlflowClient:
 
 
 def _open(uri: str) -> MlflowClient:
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # its bars would tear the live view
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # would tear the live view
     return opened_together(lambda: MlflowClient(tracking_uri=uri))
 
 
@@ -80,11 +97,11 @@ class Tracker:
         return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
 
     def start_trial(self, parent_id: str, number: int, params: dict, tags: dict[str, str]) -> TrialRun:
-        run = self.client.create_run(
+        run = patiently(lambda: self.client.create_run(
             self.experiment_id, run_name=f"trial-{number:04d}",
-            tags={"mlflow.parentRunId": parent_id, "optuna.trial_number": str(number), **tags})
-        flat = flatten(params)
-        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in flat.items()])
+            tags={"mlflow.parentRunId": parent_id, "optuna.trial_number": str(number), **tags}))
+        flat = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        patiently(lambda: self.client.log_batch(run.info.run_id, params=flat))
         return TrialRun(self, run.info.run_id)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
@@ -113,18 +130,22 @@ class Tracker:
 
     def end(self, run_id: str, status: str, tags: dict[str, str]) -> None:
         """Tag and terminate a run."""
-        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-        self.client.set_terminated(run_id, status)
+        patiently(lambda: self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()]))
+        patiently(lambda: self.client.set_terminated(run_id, status))
 
 
 class TrialRun:
-    """A child run that is also a trainer `Logger`: buffered, sent asynchronously at every evaluation."""
+    """A child run that is also a trainer `Logger`: buffered, sent asynchronously at every evaluation;
+    `sent`, `unsent`: metric points stored, and points that could not be sent after every retry."""
 
     def __init__(self, tracker: Tracker, run_id: str) -> None:
         self.tracker, self.client, self.run_id = tracker, tracker.client, run_id
         self._buffer: list[Metric] = []
         self._queue: queue.Queue = queue.Queue()
+        self._kept: list[list[Metric]] = []  # batches that failed every try: sent again at the end
         self._errors: list[str] = []
+        self.sent = self.unsent = 0
+        self.send_seconds: list[float] = []  # how long each batch took to send, retries included
         self._thread = threading.Thread(target=self._drain, name=f"mlflow-{run_id[:8]}", daemon=True)
         self._thread.start()
         self._active = _start_system_metrics(run_id, tracker.uri)
@@ -136,37 +157,51 @@ class TrialRun:
             self._queue.put(self._buffer)
             self._buffer = []
 
+    def _send(self, batch: list[Metric]) -> bool:
+        started = time.perf_counter()
+        try:
+            patiently(lambda: self.client.log_batch(self.run_id, metrics=batch))
+        except Exception as e:  # keep training; the caller keeps the batch for the end
+            return self._errors.append(one_line(e)) or False
+        self.send_seconds.append(time.perf_counter() - started)
+        self.sent += len(batch)
+        return True
+
     def _drain(self) -> None:
         while (batch := self._queue.get()) is not None:
             for i in range(0, len(batch), BATCH_LIMIT):
-                try:
-                    self.client.log_batch(self.run_id, metrics=batch[i:i + BATCH_LIMIT])
-                except Exception as e:  # keep training; report at the end
-                    self._errors.append(one_line(e))
+                if not self._send(batch[i:i + BATCH_LIMIT]):
+                    self._kept.append(batch[i:i + BATCH_LIMIT])
 
     def close(self) -> None:
-        """Send what is buffered and wait for the background thread."""
+        """Send what is buffered, wait for the background thread, then send the kept batches once more."""
         if self._thread.is_alive():
-            if self._buffer:
-                self._queue.put(self._buffer)
-                self._buffer = []
+            self._queue.put(self._buffer)  # an empty batch is no call
+            self._buffer = []
             self._queue.put(None)
             self._thread.join()
+        kept, self._kept = self._kept, []
+        self.unsent += sum(len(batch) for batch in kept if not self._send(batch))
 
     def log_artifacts_from(self, folder: str, path: str) -> None:
-        self.client.log_artifacts(self.run_id, folder, path)
+        patiently(lambda: self.client.log_artifacts(self.run_id, folder, path))
 
     def finish(self, state: str, reason: str | None = None, metrics: dict[str, float] | None = None,
                step: int | None = None) -> None:
         """Close, record the final state (COMPLETE, PRUNED, FAIL, KILLED) and end the run."""
         self.close()
-        if metrics:
-            log_now(self.client, self.run_id, metrics, step)
+        try:
+            patiently(lambda: log_now(self.client, self.run_id, metrics or {}, step))
+        except Exception as e:  # the run still ends; the trial's figures are in its record too
+            self._errors.append(one_line(e))
+            self.unsent += len(metrics)
         tags = {"state": state}
         if reason:
             tags["fail_reason" if state != "PRUNED" else "prune_reason"] = reason[:5000]
         if self._errors:
             tags["logging_errors"] = "; ".join(self._errors)[:5000]
+        if self.unsent:
+            tags["unsent_points"] = str(self.unsent)
         status = RUN_STATUS.get(state, "FAILED")
         if self._active:
             mlflow.end_run(status)  # stops the system-metrics monitor too

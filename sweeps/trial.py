@@ -46,6 +46,7 @@ class TrialRecord:
     samples_to_target: int | None = None
     restarts: int | None = None
     fail_reason: str | None = None
+    unsent_points: int | None = None  # metric points the tracking store never got, after every retry
     prune_reason: str | None = None
 
     @classmethod

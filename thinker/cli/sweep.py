@@ -69,7 +69,8 @@ def sweep_command(
     = False,
 ) -> None:
     """Search hyperparameters with Optuna; every trial is an MLflow run under one parent run."""
-    from thinker.sweeps.coordinator import run_sweep  # noqa: PLC0415 - Optuna and MLflow from here on
+    from thinker.sweeps.connections import check_plan  # noqa: PLC0415 - Optuna and MLflow from here on
+    from thinker.sweeps.coordinator import run_sweep  # noqa: PLC0415
     from thinker.sweeps.logs import route_library_logs  # noqa: PLC0415
     from thinker.sweeps.space import load_space  # noqa: PLC0415
     from thinker.sweeps.stores import (  # noqa: PLC0415
@@ -99,6 +100,9 @@ def sweep_command(
                          "each need their own (PostgreSQL: CREATE DATABASE mlflow)")
     check_tracking(tracking)
     placement = place_workers(dev, gpu_list, trials_per_device, jobs)
+    connections = check_plan(storage, placement.workers, redact(storage))  # before any worker starts
+    if connections:
+        stderr.print(connections)
     log_file = check_writable_dir(Path("runs") / f"sweep-{study or task}-{time.strftime('%Y%m%d-%H%M%S')}") \
         / "sweep.log"
     settings = SweepSettings(
