@@ -230,14 +230,23 @@ def test_sigint_to_a_worker_leaves_no_running_run(mlflow_server, tmp_path):
 def test_compose_file_has_the_services_loopback_ports_and_a_gpu_worker():
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"postgres", "mlflow", "optuna-dashboard", "worker"} <= set(services)
+    assert {"postgres", "pgbouncer", "mlflow", "optuna-dashboard", "worker"} <= set(services)
     for name, service in services.items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), (name, port)
     devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert any("gpu" in d["capabilities"] for d in devices)
     assert services["postgres"]["healthcheck"] and services["postgres"]["volumes"]
-    assert "--backend-store-uri postgresql://" in " ".join(services["mlflow"]["command"].split())
+    assert "--backend-store-uri postgresql+psycopg://" in " ".join(services["mlflow"]["command"].split())
+    # workers reach PostgreSQL through the pooler; the MLflow server's pool and workers are sized
+    assert "@pgbouncer:6432/optuna" in services["worker"]["environment"]["THINKER_STORAGE"]
+    assert {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"} <= set(
+        services["mlflow"]["environment"])
+    env = dict(line.split("=", 1) for line in (DOCKER / ".env.example").read_text().splitlines()
+               if "=" in line and not line.startswith("#"))
+    server_side = int(env["PGBOUNCER_POOL_SIZE"]) + int(env["MLFLOW_WORKERS"]) * (
+        int(env["MLFLOW_DB_POOL_SIZE"]) + int(env["MLFLOW_DB_MAX_OVERFLOW"]))
+    assert server_side + 10 <= int(env["POSTGRES_MAX_CONNECTIONS"])  # the dashboard and psql fit beside them
 
 
 def test_compose_file_holds_no_literal_password():
