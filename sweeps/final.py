@@ -82,11 +82,11 @@ def affordable_exhaustive(task: Task, device: torch.device) -> bool:
     return task.space_size() <= (EXHAUSTIVE_LIMIT if device.type == "cuda" else CPU_EXHAUSTIVE)
 
 
-def final_problems(task: Task, exhaustive: bool, size: int = FINAL_SAMPLE) -> torch.Tensor:
+def final_problems(task: Task, exhaustive: bool, size: int | None = None) -> torch.Tensor:
     """Every problem, or `size` held-out ones drawn without replacement with a fixed seed (all held-out
     problems when there are fewer); a task too large to enumerate draws them at random (its space
     makes repeats negligible)."""
-    g = torch.Generator().manual_seed(FINAL_SEED)
+    g, size = torch.Generator().manual_seed(FINAL_SEED), size or FINAL_SAMPLE
     if task.space_size() > EXHAUSTIVE_LIMIT:
         return task.problems(size, g, "eval")
     problems = task.problems_at(torch.arange(task.space_size()))

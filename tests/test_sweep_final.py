@@ -13,6 +13,7 @@ from thinker.sweeps import final as final_module
 from thinker.sweeps.final import Score, wilson
 from thinker.sweeps.objective import trial_values
 
+pytestmark = pytest.mark.usefixtures("in_tmp")
 COPY_PROBLEMS = 5**4  # the tiny space's task: copy, alphabet 5, length 4
 
 
