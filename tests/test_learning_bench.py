@@ -56,3 +56,24 @@ def test_thinking_summary_and_plot(tmp_path):
 def test_bad_input_is_one_line_and_exit_2(module, args, message):
     proc = subprocess.run([sys.executable, "-m", f"thinker.bench.{module}", *args], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr == message + "\n"
+
+
+def test_lengths_summary_table_and_plot(tmp_path):
+    """Per seed figures joined per cell; a cell the model could not score stays, with no mean of its own."""
+    from thinker.bench.lengths import plot as lengths_plot
+    from thinker.bench.lengths import summarise as lengths_summarise
+    from thinker.bench.lengths import table as lengths_table
+
+    def cells(seed):
+        return [{"length": 3, "asked": 4, "steps": 4, "exact_match": 0.9 + seed / 100},
+                {"length": 6, "asked": "auto", "steps": 8, "exact_match": 0.5},
+                {"length": 12, "asked": 4, "steps": None, "exact_match": None, "error": "no positions"}]
+    rows = [{"task": "addition", "variant": "local", "seed": seed, "cells": cells(seed)} for seed in (0, 1)]
+    summary = lengths_summarise(rows)
+    assert [(s["length"], s["asked"]) for s in summary] == [(3, 4), (6, "auto"), (12, 4)]
+    assert summary[0]["by_seed"] == {0: 0.9, 1: 0.91} and summary[0]["mean"] == pytest.approx(0.905)
+    assert summary[2]["mean"] is None and summary[0]["min"] == 0.9
+    report = {"rows": rows, "summary": summary, "seeds": [0, 1], "machine": "test"}
+    assert lengths_table(report).row_count == 3
+    lengths_plot(report, tmp_path / "lengths.png")
+    assert (tmp_path / "lengths.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

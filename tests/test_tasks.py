@@ -193,6 +193,8 @@ def test_problems_of_a_chosen_length():
     answer = batch.targets[:, -batch.answers:] - FIRST_SYMBOL
     assert batch.answers == 7 and torch.equal((answer * 16 ** torch.arange(7)).sum(1), a + b)
     assert addition.train_length == 3 and make_task("copy", length=5).train_length == 5
+    fff = addition.encode(torch.tensor([[0xfff, 0xfff]]), length=3)  # the training length, past max_operand
+    assert (fff.targets[0, -fff.answers:] - FIRST_SYMBOL).tolist() == [0xe, 0xf, 0xf, 0x1]  # 0x1ffe, not cut
     assert make_task("roll", length=4).problems_of_length(3, g, 6).shape == (3, 7)  # the shift as a last column
     for task, length, message in [(addition, 0, "1..15 digits, not 0"), (make_task("multiply"), 8, "1..7 digits"),
                                   (make_task("copy"), 0, "at least 1 symbol"),

@@ -90,7 +90,10 @@ class _ArithmeticTask(Task):
     def encode(self, problems: torch.Tensor, long: bool = False, length: int | None = None) -> Batch:
         a, b = problems[:, 0], problems[:, 1]
         width = length or self.digits + long
-        answer = to_digits(self.combine(a, b), self.base, self.answer_digits(width))
+        # a chosen length has every operand of that many digits: the answer has room for the largest
+        out = self.answer_digits(width) if length is None else n_digits(self.combine(*[self.base ** width - 1] * 2),
+                                                                        self.base)
+        answer = to_digits(self.combine(a, b), self.base, out)
         operands = [to_digits(v, self.base, answer.shape[1] if self.pad else width) + FIRST_SYMBOL for v in (a, b)]
         return layout(operands, answer + FIRST_SYMBOL, [s + FIRST_SYMBOL for s in self.scratch_digits(a, b, width)])
 
