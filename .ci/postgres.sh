@@ -35,7 +35,7 @@ as_postgres "$bin/initdb" -D "$DATA" -U postgres --auth=trust >/dev/null
 as_postgres "$bin/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w \
   -o "-p $PORT -k /tmp -c listen_addresses=127.0.0.1" start >&2
 as_postgres "$bin/psql" -h 127.0.0.1 -p "$PORT" -U postgres -q -v ON_ERROR_STOP=1 <<SQL >&2
-CREATE ROLE thinker LOGIN PASSWORD '$PASSWORD';
+CREATE ROLE thinker LOGIN CREATEDB PASSWORD '$PASSWORD';  -- CREATEDB: the load benchmark's fresh databases
 CREATE DATABASE thinker_test OWNER thinker;
 SQL
 

@@ -127,3 +127,21 @@ def test_a_full_server_is_waited_for_not_fatal(monkeypatch):
     finally:
         for connection in held:
             connection.close()
+
+
+@needs_pg
+def test_the_load_benchmark_at_small_k_loses_nothing(tmp_path):
+    """The benchmark's own path (fresh databases, an MLflow server as compose sizes it, forked workers
+    through PgBouncer) at K = 4: every trial finished, every metric point stored. K = 256 is the benchmark."""
+    import json  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    out = tmp_path / "load.json"
+    proc = subprocess.run([sys.executable, "-m", "thinker.bench.load", "--workers", "4", "--trials-per-worker", "1",
+                           "--trial-seconds", "3", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["workers_failed"] == 0 and row["trials_complete"] >= 4 and row["through_pooler"], row
+    assert row["points_logged"] > 0 and row["points_stored"] == row["points_logged"] and row["points_unsent"] == 0
+    assert row["connections_per_worker_max"] <= 2 and row["log_batches"] > 0 and row["tell_p99_s"] is not None
