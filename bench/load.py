@@ -17,7 +17,6 @@ a log batch and of ask/tell, and the most connections each worker and the MLflow
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import os
@@ -28,25 +27,18 @@ import sys
 import tempfile
 import time
 import traceback
-import urllib.request
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
 import psutil
 
 from thinker.bench.args import BenchParser, writable
+from thinker.bench.servers import documented_settings, mlflow_server, sql, with_database
 from thinker.machine import describe, label
 from thinker.outputs import ready_to_write
 
-ROOT = Path(__file__).resolve().parent.parent
 KEYS = [f"load_m{i}" for i in range(11)] + ["eval_load_exact_match"]  # 12 points a log, as a trial's
-DEFAULT_ENV = ROOT / "docker" / ".env.example"
-
-
-def documented_settings(path: Path = DEFAULT_ENV) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and line[0] != "#")
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -57,56 +49,6 @@ def percentile(values: list[float], q: float) -> float | None:
         return None
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1] if len(values) > 1 \
         else values[0]
-
-
-def sql(url: str, *statements: str) -> list:
-    import psycopg  # noqa: PLC0415
-
-    with psycopg.connect(url, autocommit=True) as db:
-        results = [db.execute(s) for s in statements]
-        return [r.fetchall() if s.lstrip().upper().startswith("SELECT") else None for r, s in zip(results, statements)]
-
-
-def with_database(url: str, name: str) -> str:
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
-
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-@contextmanager
-def mlflow_server(backend: str, folder: Path, settings: dict[str, str]):
-    """`mlflow server` on a free loopback port, with the documented pool and workers; yields (url, process)."""
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": settings["MLFLOW_DB_POOL_SIZE"],
-           "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": settings["MLFLOW_DB_MAX_OVERFLOW"]}
-    mlflow = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen([str(mlflow) if mlflow.exists() else "mlflow", "server", "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", settings["MLFLOW_WORKERS"],
-                             "--backend-store-uri", backend.replace("postgresql://", "postgresql+psycopg://", 1),
-                             "--artifacts-destination", str(folder / "artifacts")],
-                            env=env, stdout=subprocess.DEVNULL, stderr=open(folder / "mlflow.log", "w"),
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url + "/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log = (folder / "mlflow.log").read_text()[-500:]
-                    raise RuntimeError(f"mlflow server did not start: {log}") from None
-                time.sleep(0.5)
-        yield url, proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 def stand_in(log_every: float, eval_every: float, seconds: float):
@@ -135,29 +77,15 @@ def stand_in(log_every: float, eval_every: float, seconds: float):
 STATS: dict = {"logged": 0, "sent": 0, "unsent": 0, "batch_s": [], "ask_s": [], "tell_s": [], "error": None}
 
 
-def timed(cls, name: str, into: str):
-    real = getattr(cls, name)
-
-    def wrapper(*args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return real(*args, **kwargs)
-        finally:
-            STATS[into].append(time.perf_counter() - started)
-
-    setattr(cls, name, wrapper)
-
-
 def worker_main(index: int, settings, parent_run_id: str, out: Path, args) -> None:
     """One forked worker: the project's worker loop with the stand-in, its figures to out/worker-N.json.
     Everything it imports was imported by the parent before the fork (`_imports`): shared, not copied."""
-    optuna, _CachedStorage, objective, tracking, Interrupt, run_worker = _imports()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    objective, tracking, Interrupt, run_worker, route_library_logs, time_ask_and_tell = _imports()
+    route_library_logs(out / f"worker-{index}.log")  # Optuna's and MLflow's messages, off the terminal
     objective.train = stand_in(args.log_every, args.eval_every, args.trial_seconds)
     objective.save_checkpoint = lambda folder, cfg, result: Path(folder, "model.pt").write_bytes(b"stand-in")
     tracking._start_system_metrics = lambda run_id, uri: False  # only the stand-in's points are counted
-    timed(_CachedStorage, "create_new_trial", "ask_s")
-    timed(_CachedStorage, "set_trial_state_values", "tell_s")
+    time_ask_and_tell(STATS)
     real_finish = tracking.TrialRun.finish
 
     def finish(self, *a, **kw):
@@ -176,15 +104,14 @@ def worker_main(index: int, settings, parent_run_id: str, out: Path, args) -> No
 
 
 def _imports():
-    import optuna  # noqa: PLC0415
-    from optuna.storages._cached_storage import _CachedStorage  # noqa: PLC0415 - the calls ask and tell make
-
     import thinker.sweeps.objective as objective  # noqa: PLC0415
     import thinker.sweeps.tracking as tracking  # noqa: PLC0415
     from thinker.sweeps.interrupt import Interrupt  # noqa: PLC0415
+    from thinker.sweeps.logs import route_library_logs  # noqa: PLC0415
+    from thinker.sweeps.study import time_ask_and_tell  # noqa: PLC0415
     from thinker.sweeps.workers import run_worker  # noqa: PLC0415
 
-    return optuna, _CachedStorage, objective, tracking, Interrupt, run_worker
+    return objective, tracking, Interrupt, run_worker, route_library_logs, time_ask_and_tell
 
 
 def private_mb(pid: int) -> float:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 import warnings
 
 import optuna
@@ -186,3 +187,20 @@ def fail_trials_of(study: optuna.Study, storage, worker: str, reason: str, retry
     for trial in failed if retry else []:
         requeue(study, trial)
     return len(failed)
+
+
+def time_ask_and_tell(into: dict[str, list[float]]) -> None:
+    """Record, in this process, how long each ask (`Study.ask`: the sampler and the new trial's row) and each
+    tell (the storage's write of a trial's end) takes, in seconds, under `into["ask_s"]` and `into["tell_s"]`:
+    the load benchmark's instrument, on the worker loop as it is."""
+    for owner, name, key in ((optuna.Study, "ask", "ask_s"), (RDBStorage, "set_trial_state_values", "tell_s")):
+        real = getattr(owner, name)
+
+        def timed(*args, _real=real, _key=key, **kwargs):
+            started = time.perf_counter()
+            try:
+                return _real(*args, **kwargs)
+            finally:
+                into.setdefault(_key, []).append(time.perf_counter() - started)
+
+        setattr(owner, name, timed)
