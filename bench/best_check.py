@@ -27,14 +27,15 @@ from thinker.sweeps.trial import TrialRecord
 from thinker.training import load_checkpoint
 
 
-def check(folder: Path, study_name: str) -> dict:
+def check(folder: Path, study_name: str, only: set[int] | None = None) -> dict:
     study = open_study(study_name, f"sqlite:///{folder / 'optuna.db'}")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     rows = []
     for trial in study.get_trials(deepcopy=False):
         record = TrialRecord.from_trial(trial)
         target = (record.config or {}).get("target", 1.0)
-        if trial.state.name != "COMPLETE" or (record.exact_match or 0.0) < target:
+        wanted = not only or trial.number in only
+        if trial.state.name != "COMPLETE" or (record.exact_match or 0.0) < target or not wanted:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = load_checkpoint(download_checkpoint(uri, record.mlflow_run_id, tmp))
@@ -57,9 +58,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--study", default="addition")
     parser.add_argument("--json")
+    parser.add_argument("--only", help="these trials only (comma-separated numbers)")
     args = parser.parse_args(argv)
     torch.set_num_threads(usable_cpus())
-    report = check(args.folder, args.study)
+    report = check(args.folder, args.study, {int(n) for n in args.only.split(",")} if args.only else None)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))
