@@ -24,6 +24,7 @@ running trial as KILLED. The trials of a worker that died are failed and queued 
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -49,6 +50,7 @@ MAX_PER_GPU = 16
 HOST_GIB_PER_WORKER = 0.5  # a floor for one worker process (torch, Optuna, MLflow) in host memory: CPU
 # workers were seen at 0.44-0.50 GiB resident; on CUDA a context adds more
 WORKER_GRACE_SECONDS = 60  # after a stop, how long a worker gets to close its trial
+log = logging.getLogger(__name__)
 GAVE_UP = 3  # the exit code of a worker process that gave up on trials that kept failing
 KEPT_FAILING = "its trials kept failing"
 
@@ -137,11 +139,31 @@ def run_worker(settings: SweepSettings, parent_run_id: str, interrupt: Interrupt
     study = load_study(settings, open_storage(settings.storage), worker)
     objective = Objective(settings, parent_run_id, interrupt, worker)
     guard = FailureGuard(limit=max(5, settings.trials), interrupt=interrupt)
-    study.optimize(
-        objective, n_trials=None, timeout=settings.timeout, catch=(Exception,), gc_after_trial=True,
-        callbacks=[optuna.study.MaxTrialsCallback(settings.trials, states=states(FINISHED)), guard])
+    deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            study.optimize(
+                objective, n_trials=None, timeout=left, catch=(Exception,), gc_after_trial=True,
+                callbacks=[optuna.study.MaxTrialsCallback(settings.trials, states=states(FINISHED)), guard])
+            break
+        except ValueError as e:
+            if not taken_as_dead(e):
+                raise
+            # Another worker's heartbeat check failed this worker's trial as stale (its heartbeat came late,
+            # as under heavy load) and queued it again: this worker is alive, so it goes on with the next.
+            log.warning("a trial of this worker was failed as stale by another worker and queued again: %s", e)
     interrupt.check()  # a stop that came between trials, where nothing raised it
     return KEPT_FAILING if guard.gave_up or objective.device_gone else None
+
+
+def taken_as_dead(error: BaseException) -> bool:
+    """Whether Optuna refused to record a trial's end because the trial was already failed (as stale).
+
+    >>> taken_as_dead(ValueError("Cannot tell a FAIL trial.")), taken_as_dead(ValueError("bad value"))
+    (True, False)
+    """
+    return "Cannot tell a FAIL trial" in str(error)
 
 
 def _worker_main(settings: SweepSettings, parent_run_id: str, worker: int) -> None:

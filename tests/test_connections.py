@@ -145,3 +145,29 @@ def test_the_load_benchmark_at_small_k_loses_nothing(tmp_path):
     assert row["workers_failed"] == 0 and row["trials_complete"] >= 4 and row["through_pooler"], row
     assert row["points_logged"] > 0 and row["points_stored"] == row["points_logged"] and row["points_unsent"] == 0
     assert row["connections_per_worker_max"] <= 2 and row["log_batches"] > 0 and row["tell_p99_s"] is not None
+
+
+def test_a_worker_whose_trial_was_failed_as_stale_goes_on(monkeypatch, in_tmp):  # noqa: F811
+    """Under heavy load a worker's heartbeat can come late: another worker then fails its running trial as
+    stale and queues it again. The slow worker is alive: before, Optuna's refusal to record the trial's end
+    ("Cannot tell a FAIL trial") killed it; now it goes on with the next trial."""
+    import optuna  # noqa: PLC0415
+
+    import thinker.sweeps.objective as objective  # noqa: PLC0415
+    from tests.sweep_support import study, sweep  # noqa: PLC0415
+
+    real_train, calls = objective.train, []
+
+    def train(cfg, **kwargs):
+        calls.append(1)
+        result = real_train(cfg, **kwargs)
+        if len(calls) == 1:  # what another worker's stale-trial check does to this one's trial
+            running = study().get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            study().tell(running[0].number, state=optuna.trial.TrialState.FAIL)
+        return result
+
+    monkeypatch.setattr(objective, "train", train)
+    result = sweep("--trials", "2", "--pruner", "none")
+    assert result.exit_code == 0, result.output
+    states = [t.state.name for t in study().trials]
+    assert states.count("COMPLETE") == 2 and "FAIL" in states and len(calls) >= 3
