@@ -172,11 +172,13 @@ class Thinker(nn.Module):
             return None
         B, T = position.shape
         diff = position[:, :, None] - position[:, None, :]  # (B, T, T)
-        bias = torch.zeros(B, cfg.n_heads, cfg.latent + T, cfg.latent + T, device=position.device)
+        size = cfg.latent + T
         if self.rel_bias is not None:  # longer differences than the table holds share its edge buckets
-            buckets = torch.full_like(bias[:, 0], 2 * cfg.max_len - 1, dtype=torch.long)
+            buckets = torch.full((B, size, size), 2 * cfg.max_len - 1, dtype=torch.long, device=position.device)
             buckets[:, cfg.latent:, cfg.latent:] = diff.clamp(1 - cfg.max_len, cfg.max_len - 1) + cfg.max_len - 1
             bias = self.rel_bias[:, buckets].permute(1, 0, 2, 3)  # (B, H, L + T, L + T)
+        else:
+            bias = torch.zeros(B, cfg.n_heads, size, size, device=position.device)
         if cfg.window:
             far = F.pad(diff.abs() > cfg.window, (cfg.latent, 0, cfg.latent, 0))  # (B, L + T, L + T)
             bias = bias.masked_fill(far[:, None], float("-inf"))
