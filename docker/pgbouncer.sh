@@ -8,8 +8,10 @@
 #   LISTEN_ADDR [0.0.0.0] LISTEN_PORT [6432]
 #   AUTH_TYPE [scram-sha-256]             trust on loopback-only test servers
 #   MAX_CLIENT_CONN [2000]                the workers' connections it accepts
-#   POOL_SIZE [20]                        server connections per database and user: what it uses of
+#   POOL_SIZE [40]                        server connections per database and user: what it uses of
 #                                         PostgreSQL's max_connections
+#   QUERY_WAIT_TIMEOUT [600]              seconds a client may wait for a server connection (PgBouncer's
+#                                         default, 120, ended workers at K = 256 on a loaded machine)
 #   CONFIG_DIR [/tmp/pgbouncer]           where the configuration, pid and log files are written
 #
 # Used by docker/compose.yaml (the pgbouncer service) and by .ci/postgres.sh (on loopback, no container).
@@ -28,7 +30,8 @@ auth_type = ${AUTH_TYPE:-scram-sha-256}
 auth_file = $dir/userlist.txt
 pool_mode = transaction
 max_client_conn = ${MAX_CLIENT_CONN:-2000}
-default_pool_size = ${POOL_SIZE:-20}
+default_pool_size = ${POOL_SIZE:-40}
+query_wait_timeout = ${QUERY_WAIT_TIMEOUT:-600}
 ; psycopg and SQLAlchemy send these at connect; options (a search_path) is not pooled, so not honoured
 ignore_startup_parameters = extra_float_digits,options
 pidfile = $dir/pgbouncer.pid
