@@ -43,6 +43,6 @@ SQL
 mkdir -p "$DATA-pgbouncer" && { [ "$(id -u)" != 0 ] || chown postgres: "$DATA-pgbouncer"; }
 as_postgres env DB_HOST=127.0.0.1 DB_PORT="$PORT" DB_USER=thinker DB_PASSWORD="$PASSWORD" AUTH_TYPE=trust \
   LISTEN_ADDR=127.0.0.1 LISTEN_PORT="$POOLER_PORT" CONFIG_DIR="$DATA-pgbouncer" POOL_SIZE="${PGBOUNCER_POOL_SIZE_TEST:-40}" \
-  bash "$(dirname "$0")/../docker/pgbouncer.sh" -d -q >&2
+  bash -s -- -d -q < "$(dirname "$0")/../docker/pgbouncer.sh" >&2  # read here: the checkout may be closed to postgres
 echo "export THINKER_TEST_POSTGRES=postgresql://thinker:$PASSWORD@127.0.0.1:$PORT/thinker_test"
 echo "export THINKER_TEST_PGBOUNCER=postgresql://thinker:$PASSWORD@127.0.0.1:$POOLER_PORT/thinker_test"
