@@ -22,9 +22,7 @@ check is skipped, and psycopg's prepared statements, which such a pooler cannot 
 from __future__ import annotations
 
 import os
-import random
 import re
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import event, text
@@ -32,6 +30,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
 from thinker.errors import ThinkerError, one_line
+from thinker.sweeps.stores import with_backoff
 
 PATIENCE_SECONDS = 120  # THINKER_CONNECT_PATIENCE overrides: how long a refused connection is tried again
 # storage pool per worker process: one connection kept, shared by the trial loop and the heartbeat thread,
@@ -69,15 +68,7 @@ def wait_for_connections() -> None:
 
     @event.listens_for(Engine, "do_connect")
     def _patiently(dialect, connection_record, cargs, cparams):
-        deadline, delay = time.monotonic() + patience(), 0.2
-        while True:
-            try:
-                return dialect.connect(*cargs, **cparams)
-            except Exception as e:
-                if not refused(e) or time.monotonic() + delay > deadline:
-                    raise
-            time.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(2 * delay, 5.0)
+        return with_backoff(lambda: dialect.connect(*cargs, **cparams), refused, patience(), most=5.0)
 
 
 def engine_options(url: str) -> dict:

@@ -239,15 +239,23 @@ def created_by_another(error: BaseException) -> bool:
     return False
 
 
-def opened_together(open_store: Callable[[], T], wait: float = WAIT_SECONDS) -> T:
-    """`open_store()`, tried again for up to `wait` seconds while another process is creating the store."""
-    deadline = time.monotonic() + wait
-    delay = 0.2
+def with_backoff(call: Callable[[], T], again: Callable[[Exception], bool], seconds: float = float("inf"),
+                 first: float = 0.2, most: float = 3.0, tries: int | None = None) -> T:
+    """`call()`, tried again while it raises an error that `again` accepts, `first` doubling to `most`
+    seconds apart (jittered, so that processes that collided do not collide again), for up to `seconds`
+    or `tries` calls; then the last error."""
+    deadline, delay, tried = time.monotonic() + seconds, first, 0
     while True:
         try:
-            return open_store()
+            tried += 1
+            return call()
         except Exception as e:
-            if not created_by_another(e) or time.monotonic() + delay > deadline:
+            if not again(e) or time.monotonic() + delay > deadline or tried == tries:
                 raise
-        time.sleep(delay * random.uniform(1.0, 2.0))  # apart, so that the losers do not collide again
-        delay = min(2 * delay, 3.0)
+        time.sleep(delay * random.uniform(1.0, 2.0))
+        delay = min(2 * delay, most)
+
+
+def opened_together(open_store: Callable[[], T], wait: float = WAIT_SECONDS) -> T:
+    """`open_store()`, tried again for up to `wait` seconds while another process is creating the store."""
+    return with_backoff(open_store, created_by_another, wait)

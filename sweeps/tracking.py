@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import random
 import tempfile
 import threading
 import time
@@ -32,7 +31,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from thinker.errors import one_line
-from thinker.sweeps.stores import TrackingError, check_tracking, opened_together, redact, resolve_tracking_uri
+from thinker.sweeps.stores import (
+    TrackingError,
+    check_tracking,
+    opened_together,
+    redact,
+    resolve_tracking_uri,
+    with_backoff,
+)
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's runs table, not GenAI
 SYSTEM_METRICS_SECONDS = 2
@@ -43,15 +49,7 @@ TRIES, FIRST_DELAY = 6, 0.5  # a call to the tracking store is tried 6 times, 0.
 
 def patiently(call):
     """`call()`, tried again with jittered backoff while it raises; the last error if every try failed."""
-    delay, tries = FIRST_DELAY, TRIES
-    for attempt in range(tries):
-        try:
-            return call()
-        except Exception:
-            if attempt == tries - 1:
-                raise
-        time.sleep(delay * random.uniform(0.5, 1.5))
-        delay *= 2
+    return with_backoff(call, lambda e: True, first=FIRST_DELAY, most=float("inf"), tries=TRIES)
 
 
 def client(uri: str, must_exist: bool = False) -> MlflowClient:
