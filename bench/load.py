@@ -33,7 +33,7 @@ from types import SimpleNamespace
 
 import psutil
 
-from thinker.bench.args import BenchParser, writable
+from thinker.bench.args import BenchParser, positive_int, seconds, writable
 from thinker.bench.servers import documented_settings, mlflow_server, sql, with_database
 from thinker.machine import describe, label
 from thinker.outputs import ready_to_write
@@ -260,10 +260,10 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = BenchParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="32,64,128,256", help="K, comma-separated")
-    parser.add_argument("--trials-per-worker", type=int, default=2)
-    parser.add_argument("--trial-seconds", type=float, default=20.0)
-    parser.add_argument("--log-every", type=float, default=0.5, help="seconds between a stand-in's logs")
-    parser.add_argument("--eval-every", type=float, default=2.0, help="seconds between its evaluations")
+    parser.add_argument("--trials-per-worker", type=positive_int, default=2)
+    parser.add_argument("--trial-seconds", type=seconds, default=20.0)
+    parser.add_argument("--log-every", type=seconds, default=0.5, help="seconds between a stand-in's logs")
+    parser.add_argument("--eval-every", type=seconds, default=2.0, help="seconds between its evaluations")
     parser.add_argument("--postgres", default=os.environ.get("THINKER_TEST_POSTGRES"))
     parser.add_argument("--pooler", default=os.environ.get("THINKER_TEST_PGBOUNCER"))
     parser.add_argument("--json")
@@ -271,7 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         ks = [int(k) for k in args.workers.split(",")]
     except ValueError:
-        parser.error(f"--workers takes numbers like 32,64, got {args.workers!r}")
+        ks = []
+    if not ks or min(ks) < 1:
+        parser.error(f"--workers takes positive numbers like 32,64, got {args.workers!r}")
     if not args.postgres or not args.pooler:
         parser.error("needs --postgres and --pooler URLs (eval \"$(bash .ci/postgres.sh)\" sets both)")
     if writable(args.json, "--json"):
