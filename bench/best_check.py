@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -46,10 +47,14 @@ def check(folder: Path, study_name: str, only: set[int] | None = None) -> dict:
                      "samples_to_target": record.samples_to_target, "problems": figures["problems"],
                      "wrong": figures["wrong"], "seconds": round(time.perf_counter() - start, 1)})
         print(json.dumps(rows[-1]), flush=True)
-    best = min(rows, key=lambda r: (r["wrong"], r["samples_to_target"] or 0)) if rows else None
+    def rank(r: dict) -> tuple:  # fewest wrong, then fewest samples to the target (none: last)
+        return r["wrong"], r["samples_to_target"] if r["samples_to_target"] is not None else math.inf
+
+    best = min(rows, key=rank) if rows else None
+    tied = [r["trial"] for r in rows if rank(r) == rank(best)] if rows else []
     reported = study.best_trial.number if rows else None
     return {"study": study_name, "trials_at_target": rows, "exhaustive_best": best and best["trial"],
-            "reported_best": reported, "agree": bool(best) and best["trial"] == reported,
+            "exhaustive_best_tied": tied, "reported_best": reported, "agree": reported in tied,
             "reported_best_wrong": next((r["wrong"] for r in rows if r["trial"] == reported), None)}
 
 

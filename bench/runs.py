@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from thinker.bench.checkouts import ROOT, run_from
@@ -33,11 +34,13 @@ class SweepFailed(RuntimeError):
 
 
 def sweep(args: list[str], source: Path | None = None, monitor=None, plot: Path | None = None,
-          deadline: float | None = None) -> dict:
+          deadline: float | None = None, inspect: Callable[[Path, str], dict] | None = None) -> dict:
     """Run `thinker sweep ...` from the checkout `source` (this one by default) in a fresh directory;
     its JSON summary, the wall time and, given a monitor, the machine's use while it ran; given `plot`,
     the study's picture (`thinker report --plot`) is written there before the directory goes; given
-    `deadline`, the sweep is stopped after that many seconds and reports what it finished."""
+    `deadline`, the sweep is stopped after that many seconds and reports what it finished; given
+    `inspect`, it is called with the directory and the study's name once the sweep has ended (outside
+    its wall time), and what it returns is the summary's `check`."""
     with tempfile.TemporaryDirectory() as tmp:
         if monitor is not None:
             monitor.start()
@@ -63,6 +66,8 @@ def sweep(args: list[str], source: Path | None = None, monitor=None, plot: Path 
         summary = json.loads(stdout.strip().splitlines()[-1])
         if plot is not None:
             summary["plot_error"] = draw(summary["study"], f"sqlite:///{tmp}/optuna.db", plot)
+        if inspect is not None:
+            summary["check"] = inspect(Path(tmp), summary["study"])
     summary["stopped_at_deadline"] = cut
     summary["locked"] = "database is locked" in stderr
     summary["wall_seconds"] = round(wall, 1)

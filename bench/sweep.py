@@ -41,6 +41,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from thinker.bench import best_check
 from thinker.bench.args import BenchParser, device, positive_int, seconds, writable
 from thinker.bench.checkouts import ROOT, commit_of, worktree
 from thinker.bench.measure import usage_monitor
@@ -60,11 +61,14 @@ def terminated(signum, frame) -> None:
 
 
 def default_part(task: str, trials: int, device: str, runs_on: torch.device, against: str | None,
-                 timeout: float | None = None, pictures: Path | None = None, deadline: float | None = None) -> dict:
+                 timeout: float | None = None, pictures: Path | None = None, deadline: float | None = None,
+                 check: bool = False) -> dict:
     """The default sweep as a user runs it (`--device device`, which picks `runs_on`), from this checkout
     and optionally from `against` first; with `timeout`, no trial starts after that many seconds; with
     `deadline`, each sweep is stopped (as by Ctrl-C) after that many. With `pictures` (a path), each
-    sweep's study is drawn beside it as STEM-COMMIT.png."""
+    sweep's study is drawn beside it as STEM-COMMIT.png. With `check`, after each sweep every trial at its
+    target is scored on every problem by `bench.best_check`, apart from the sweep's own scoring, and the
+    result says whether the sweep's reported best is the exhaustive best."""
     args = [task, "--trials", str(trials)] + ([] if device == "auto" else ["--device", device])
     args += [] if timeout is None else ["--timeout", f"{timeout:g}"]
     sources: list[tuple[str, contextlib.AbstractContextManager]] = []
@@ -78,11 +82,14 @@ def default_part(task: str, trials: int, device: str, runs_on: torch.device, aga
             console.print(f"default: {results['command']} at {commit or 'an unknown commit'} ...")
             # a sweep takes minutes: one reading a second is plenty
             plot = pictures.with_name(f"{pictures.stem}-{commit or 'checkout'}.png") if pictures else None
-            s = sweep(args, source=source, monitor=usage_monitor(runs_on, interval=1.0), plot=plot, deadline=deadline)
+            s = sweep(args, source=source, monitor=usage_monitor(runs_on, interval=1.0), plot=plot, deadline=deadline,
+                      inspect=best_check.check if check else None)
         results[name] = {"commit": commit, "trials_per_hour": round(s["finished"] / s["wall_seconds"] * 3600, 1),
                          **{k: s.get(k) for k in ("status", "stopped_at_deadline", "wall_seconds", "finished",
                                                   "complete", "pruned", "failed", "interrupted", "samples_total",
-                                                  "best_value", "best_exact_match", "usage")}}
+                                                  "best_value", "best_exact_match", "best_problems", "best_wrong",
+                                                  "best_verified_problems", "best_verified_wrong", "usage",
+                                                  "check")}}
         if plot is not None:
             results[name]["plot"] = None if s.get("plot_error") else plot.name
             results[name]["plot_error"] = s.get("plot_error")
@@ -226,6 +233,9 @@ def run(argv: list[str] | None) -> None:
     parser.add_argument("--deadline", type=seconds, metavar="SECONDS",
                         help="`default` part: stop each sweep after this long, as Ctrl-C does, and report what it "
                              "finished")
+    parser.add_argument("--check", action="store_true",
+                        help="`default` part: score every trial at the target on every problem after each sweep "
+                             "(bench.best_check) and say whether the reported best is the exhaustive best")
     parser.add_argument("--json", help="also write the JSON report to this file (and, with the `default` "
                                        "part, each sweep's study picture beside it: STEM-COMMIT.png)")
     args = parser.parse_args(argv)
@@ -245,7 +255,8 @@ def run(argv: list[str] | None) -> None:
                     "trials": args.trials}
     pictures = Path(args.json) if args.json else None
     measures = {"default": lambda: default_part(args.task, args.trials, args.device, runs_on, args.against,
-                                                args.timeout, pictures=pictures, deadline=args.deadline),
+                                                args.timeout, pictures=pictures, deadline=args.deadline,
+                                                check=args.check),
                 "overhead": lambda: overhead_part(repeats=3, max_samples=40_000),
                 "workers": lambda: workers_part(trials=8, max_samples=30_000),
                 "load": lambda: load_part(trials=12, max_samples=8192),

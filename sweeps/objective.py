@@ -37,12 +37,19 @@ from thinker.training import TrainConfig, TrainingDiverged, save_checkpoint, tra
 LIVE_SECONDS = 3.0  # how often a running trial's progress is written to the storage between evaluations
 
 
-def trial_values(objective: str, result, max_samples: int, final: Score | None = None):
-    """The value(s) Optuna records for a finished trial; `final`: its final score, if it reached the target."""
+def trial_values(objective: str, result, max_samples: int, final: Score | None = None, problems: int = 0):
+    """The value(s) Optuna records for a finished trial; `final`: its final score, if it reached the target.
+
+    A trial whose last exhaustive check found a wrong problem (`result.exhaustive` False) is known to be
+    wrong on at least one of the task's `problems`: its exact match counts as at most (problems - 1) /
+    problems, however well it did on the held-out ones, so it ranks below every trial right on all.
+    """
     exact_match = result.exact_match if final is None else final.exact_match
+    if getattr(result, "exhaustive", None) is False and problems:
+        exact_match = min(exact_match, (problems - 1) / problems)
     if objective == "accuracy":
         if final is None:
-            return result.exact_match
+            return exact_match
         samples = result.samples_to_target if result.samples_to_target is not None else result.samples
         return tie_broken(final, samples, max_samples)
     if objective == "time-to-target":
@@ -186,7 +193,8 @@ class Objective:
                               cfg.max_samples + 1, cfg.eval_every):
                 trial.report(value, step)
                 trial.should_prune()  # records the rungs it passes; it is finished, so never pruned
-        final = score_at_target(cfg, result) if result.exact_match >= cfg.target else None
+        # at the target: held-out exact match reached it (and, where asked, the exhaustive check passed)
+        final = score_at_target(cfg, result) if result.samples_to_target is not None else None
         record.update(trial, exact_match=result.exact_match, samples=result.samples,
                       train_seconds=result.train_seconds, samples_to_target=result.samples_to_target,
                       restarts=result.restarts, **({"final": final.to_dict()} if final else {}))
@@ -204,4 +212,5 @@ class Objective:
         run.finish("COMPLETE", metrics=metrics, step=result.samples)
         if run.unsent:
             record.update(trial, unsent_points=run.unsent)
-        return trial_values(s.objective, result, cfg.max_samples, final)
+        return trial_values(s.objective, result, cfg.max_samples, final,
+                            problems=make_task(cfg.task, **cfg.task_options).space_size())

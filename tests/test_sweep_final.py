@@ -44,6 +44,18 @@ def test_ties_on_the_final_score_go_to_fewer_samples_and_one_problem_outranks_sp
     assert trial_values("accuracy", SimpleNamespace(**vars(result), samples_to_target=None), 150_000, better) > fast
 
 
+def test_a_trial_whose_exhaustive_check_failed_ranks_below_one_right_on_every_problem():
+    perfect = SimpleNamespace(exact_match=1.0, samples=290_000, train_seconds=9.0, samples_to_target=290_000,
+                              exhaustive=True)
+    perfect_value = trial_values("accuracy", perfect, 300_000, Score(1.0, 1_002_001, 0, True), problems=1_002_001)
+    # 1.0 on the 2,048 held-out problems, but its last check found a wrong pair; fewer samples used
+    failed = SimpleNamespace(exact_match=1.0, samples=8_192, train_seconds=1.0, samples_to_target=None,
+                             exhaustive=False)
+    assert trial_values("accuracy", failed, 300_000, problems=1_002_001) == 1_002_000 / 1_002_001 < perfect_value
+    unchecked = SimpleNamespace(**{**vars(failed), "exhaustive": None})  # no check ran: the held-out figure
+    assert trial_values("accuracy", unchecked, 300_000, problems=1_002_001) == 1.0
+
+
 def test_a_trial_at_the_target_is_scored_on_every_problem_and_that_is_its_value(easy_space):
     result = sweep("--trials", "2", "--pruner", "none", "--space", easy_space)
     assert result.exit_code == 0, result.output
