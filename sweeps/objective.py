@@ -37,19 +37,12 @@ from thinker.training import TrainConfig, TrainingDiverged, save_checkpoint, tra
 LIVE_SECONDS = 3.0  # how often a running trial's progress is written to the storage between evaluations
 
 
-def trial_values(objective: str, result, max_samples: int, final: Score | None = None, problems: int = 0):
-    """The value(s) Optuna records for a finished trial; `final`: its final score, if it reached the target.
-
-    A trial whose last exhaustive check found a wrong problem (`result.exhaustive` False) is known to be
-    wrong on at least one of the task's `problems`: its exact match counts as at most (problems - 1) /
-    problems, however well it did on the held-out ones, so it ranks below every trial right on all.
-    """
+def trial_values(objective: str, result, max_samples: int, final: Score | None = None):
+    """The value(s) Optuna records for a finished trial; `final`: its final score, if it reached the target."""
     exact_match = result.exact_match if final is None else final.exact_match
-    if getattr(result, "exhaustive", None) is False and problems:
-        exact_match = min(exact_match, (problems - 1) / problems)
     if objective == "accuracy":
         if final is None:
-            return exact_match
+            return result.exact_match
         samples = result.samples_to_target if result.samples_to_target is not None else result.samples
         return tie_broken(final, samples, max_samples)
     if objective == "time-to-target":
@@ -60,16 +53,23 @@ def trial_values(objective: str, result, max_samples: int, final: Score | None =
     return exact_match, float(cost)
 
 
-def score_at_target(cfg: TrainConfig, result) -> Score:
-    """A trial's final score: every problem where its device makes that affordable, else the fixed
-    held-out sample. A trial whose own exhaustive check passed is right on every problem already."""
+def score_at_target(cfg: TrainConfig, result, exhaustive: bool = False) -> Score:
+    """A trial's final score: every problem where its device makes that affordable (or `exhaustive`), else
+    the fixed held-out sample. A trial whose own exhaustive check passed is right on every problem already."""
     task = make_task(cfg.task, **cfg.task_options)
     if result.exhaustive:
         return Score(1.0, task.space_size(), 0, True)
     device, _ = pick_device(cfg.device)
     model = Thinker(ThinkerConfig(**result.model_config)).to(device)
     model.load_state_dict(result.state_dict)
-    return final_score(model, task, affordable_exhaustive(task, device))
+    return final_score(model, task, exhaustive or affordable_exhaustive(task, device))
+
+
+def unchecked(cfg: TrainConfig, result) -> bool:
+    """A trial that asked for the exhaustive check, reached the held-out target and spent its budget without
+    a check passing: the model it keeps (its best held-out state) is one no check has seen, so only a full
+    pass says what it gets wrong (in one measured sweep such a model was right on every pair)."""
+    return cfg.exhaustive_check and result.samples_to_target is None and result.exact_match >= cfg.target
 
 
 def intermediate_value(objective: str, exact_match: float) -> float:
@@ -194,7 +194,8 @@ class Objective:
                 trial.report(value, step)
                 trial.should_prune()  # records the rungs it passes; it is finished, so never pruned
         # at the target: held-out exact match reached it (and, where asked, the exhaustive check passed)
-        final = score_at_target(cfg, result) if result.samples_to_target is not None else None
+        final = score_at_target(cfg, result, unchecked(cfg, result)) \
+            if result.samples_to_target is not None or unchecked(cfg, result) else None
         record.update(trial, exact_match=result.exact_match, samples=result.samples,
                       train_seconds=result.train_seconds, samples_to_target=result.samples_to_target,
                       restarts=result.restarts, **({"final": final.to_dict()} if final else {}))
@@ -212,5 +213,4 @@ class Objective:
         run.finish("COMPLETE", metrics=metrics, step=result.samples)
         if run.unsent:
             record.update(trial, unsent_points=run.unsent)
-        return trial_values(s.objective, result, cfg.max_samples, final,
-                            problems=make_task(cfg.task, **cfg.task_options).space_size())
+        return trial_values(s.objective, result, cfg.max_samples, final)

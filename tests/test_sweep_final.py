@@ -11,7 +11,7 @@ from tests.sweep_support import SPACE, in_tmp, last_json, record, runner, runs, 
 from thinker.cli import app
 from thinker.sweeps import final as final_module
 from thinker.sweeps.final import Score, wilson
-from thinker.sweeps.objective import trial_values
+from thinker.sweeps.objective import trial_values, unchecked
 
 pytestmark = pytest.mark.usefixtures("in_tmp")
 COPY_PROBLEMS = 5**4  # the tiny space's task: copy, alphabet 5, length 4
@@ -44,16 +44,20 @@ def test_ties_on_the_final_score_go_to_fewer_samples_and_one_problem_outranks_sp
     assert trial_values("accuracy", SimpleNamespace(**vars(result), samples_to_target=None), 150_000, better) > fast
 
 
-def test_a_trial_whose_exhaustive_check_failed_ranks_below_one_right_on_every_problem():
-    perfect = SimpleNamespace(exact_match=1.0, samples=290_000, train_seconds=9.0, samples_to_target=290_000,
-                              exhaustive=True)
-    perfect_value = trial_values("accuracy", perfect, 300_000, Score(1.0, 1_002_001, 0, True), problems=1_002_001)
-    # 1.0 on the 2,048 held-out problems, but its last check found a wrong pair; fewer samples used
-    failed = SimpleNamespace(exact_match=1.0, samples=8_192, train_seconds=1.0, samples_to_target=None,
-                             exhaustive=False)
-    assert trial_values("accuracy", failed, 300_000, problems=1_002_001) == 1_002_000 / 1_002_001 < perfect_value
-    unchecked = SimpleNamespace(**{**vars(failed), "exhaustive": None})  # no check ran: the held-out figure
-    assert trial_values("accuracy", unchecked, 300_000, problems=1_002_001) == 1.0
+def test_a_trial_that_spent_its_budget_unchecked_is_scored_on_every_problem(monkeypatch):
+    cfg = SimpleNamespace(exhaustive_check=True, target=1.0)
+    unverified = SimpleNamespace(samples_to_target=None, exact_match=1.0, exhaustive=False)
+    assert unchecked(cfg, unverified)
+    assert not unchecked(cfg, SimpleNamespace(**{**vars(unverified), "exact_match": 0.9995}))  # below the target
+    assert not unchecked(cfg, SimpleNamespace(**{**vars(unverified), "samples_to_target": 90_112}))  # passed
+    assert not unchecked(SimpleNamespace(exhaustive_check=False, target=1.0), unverified)
+    # scored whole, its value ranks below a trial that passed its check in fewer samples, and above a wrong one
+    passed = trial_values("accuracy", SimpleNamespace(exact_match=1.0, samples=49_152, samples_to_target=49_152),
+                          300_000, Score(1.0, 1_002_001, 0, True))
+    budget = SimpleNamespace(exact_match=1.0, samples=300_032, samples_to_target=None)
+    right = trial_values("accuracy", budget, 300_000, Score(1.0, 1_002_001, 0, True))
+    wrong = trial_values("accuracy", budget, 300_000, Score(1_002_000 / 1_002_001, 1_002_001, 1, True))
+    assert passed > right > wrong
 
 
 def test_a_trial_at_the_target_is_scored_on_every_problem_and_that_is_its_value(easy_space):
