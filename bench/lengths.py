@@ -1,6 +1,6 @@
 """Does thinking longer solve longer problems? Exact match over problem length x thinking steps, per seed.
 
-    python -m thinker.bench.lengths                                  # addition: default and local; seeds 0-3
+    python -m thinker.bench.lengths                      # addition, copy, flip, roll: default and relative; seeds 0-3
     python -m thinker.bench.lengths --tasks addition --variants local --seeds 0 --json out.json  # plot: out.png
 
 For each task and variant, one training per seed (the task's defaults with the variant's settings over
@@ -13,6 +13,7 @@ last stdout line is one JSON document.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -36,8 +37,14 @@ from thinker.training import TrainConfig, train
 # task -> variant -> the flat TrainConfig values over the task's defaults
 LOCAL = {"window": 1, "latent": 0, "position_jitter": True, "max_positions": 16, "steps": 4, "min_steps": 2,
          "deep_supervision": True, "target": 1.01, "exhaustive_check": False, "max_samples": 60_000}
+# positions only as differences (no learned position embedding): the best of the variants tried (bench/README.md)
+RELATIVE = {**LOCAL, "absolute_positions": False}
+# sequence tasks: position tables long enough to score twice the training length (8 symbols: 0..16)
+ROOM = {"max_positions": 18}
 VARIANTS = {
-    "addition": {"default": {}, "local": {**LOCAL, "task_options": {"pad": 6}}},
+    "addition": {"default": {}, "local": {**LOCAL, "task_options": {"pad": 6}},
+                 "relative": {**RELATIVE, "task_options": {"pad": 6}}},
+    **{task: {"default": ROOM, "relative": {**ROOM, "absolute_positions": False}} for task in ("copy", "flip", "roll")},
 }
 MULTIPLES = (1, 2, 4)  # lengths: these times the training length
 
@@ -127,7 +134,7 @@ def plot(report: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = BenchParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(VARIANTS))
-    parser.add_argument("--variants", default="default,local", help="comma-separated names from VARIANTS[task]")
+    parser.add_argument("--variants", default="default,relative", help="comma-separated names from VARIANTS[task]")
     parser.add_argument("--seeds", default="0,1,2,3")
     parser.add_argument("--device", type=device, default="cpu")
     parser.add_argument("--jobs", type=positive_int, default=1, help="trainings at a time, one torch thread each")
@@ -152,14 +159,16 @@ def main(argv: list[str] | None = None) -> None:
                       for seed in seeds]
     console = Console(stderr=True)
     rows = []
+    report = {**machine_record(args.device, args.jobs, 1 if args.jobs > 1 else torch.get_num_threads()),
+              "seeds": seeds, "variants": {t: VARIANTS[t] for t in args.tasks.split(",")}, "rows": rows}
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         for row in pool.map(run_one, specs):
             rows.append(row)
             console.print(f"{row['task']} {row['variant']} seed {row['seed']}: {row['samples']:,} samples, held-out "
                           f"{row['held_out_exact_match']:.4f}, {row['seconds']:.0f}s")
-    report = {**machine_record(args.device, args.jobs, 1 if args.jobs > 1 else torch.get_num_threads()),
-              "seeds": seeds, "variants": {t: VARIANTS[t] for t in args.tasks.split(",")}, "rows": rows}
-    report["summary"] = summarise(rows)
+            report["summary"] = summarise(rows)
+            if args.json:  # every training's figures kept as soon as they exist
+                Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     console.print(table(report))
     plot(report, ready_to_write(Path(args.plot)))
     console.print(f"plot: {args.plot}")

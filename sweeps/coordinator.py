@@ -170,6 +170,8 @@ def verify_best(study: optuna.Study, settings: SweepSettings) -> dict | None:
     what it found on the study; a trial whose final score already covered every problem is not scored again."""
     if not settings.single_objective or not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
         return None
+    if settings.objective == "length":  # its best generalises best; the trained problems are not what it ranks
+        return None
     best = study.best_trial
     if verified(study, best.number):
         return verified(study, best.number)

@@ -40,6 +40,8 @@ LIVE_SECONDS = 3.0  # how often a running trial's progress is written to the sto
 def trial_values(objective: str, result, max_samples: int, final: Score | None = None):
     """The value(s) Optuna records for a finished trial; `final`: its final score, if it reached the target."""
     exact_match = result.exact_match if final is None else final.exact_match
+    if objective == "length":
+        return result.length_exact_match
     if objective == "accuracy":
         if final is None:
             return result.exact_match
@@ -73,8 +75,23 @@ def unchecked(cfg: TrainConfig, result) -> bool:
 
 
 def intermediate_value(objective: str, exact_match: float) -> float:
-    """What pruners compare at each evaluation: better is larger for accuracy, smaller otherwise."""
-    return exact_match if objective == "accuracy" else 1.0 - exact_match
+    """What pruners compare at each evaluation: better is larger for accuracy and length, smaller otherwise."""
+    return exact_match if objective in ("accuracy", "length") else 1.0 - exact_match
+
+
+def watched(objective: str, metrics: dict[str, float]) -> float:
+    """The evaluation figure a trial's pruning follows: exact match on the longer problems for `length`,
+    on the held-out ones otherwise."""
+    return metrics["length_exact_match"] if objective == "length" else metrics["exact_match"]
+
+
+def for_objective(objective: str, cfg: TrainConfig) -> TrainConfig:
+    """`cfg` as the objective needs it: `length` scores longer problems at every evaluation (twice the
+    training length unless the space chose a `length_eval`, 512 of them unless it chose a size)."""
+    if objective != "length":
+        return cfg
+    length = cfg.length_eval or 2 * make_task(cfg.task, **cfg.task_options).train_length
+    return cfg.replace(length_eval=length, long_eval_size=cfg.long_eval_size or 512)
 
 
 def failure_reason(error: BaseException) -> str:
@@ -133,7 +150,7 @@ class Objective:
         if s.max_samples:
             runtime["max_samples"] = s.max_samples
         try:
-            cfg = s.space.config(s.task, s.space.suggest(trial), **runtime)
+            cfg = for_objective(s.objective, s.space.config(s.task, s.space.suggest(trial), **runtime))
         except ValueError as e:  # an impossible combination from a hand-written space
             record.fail_reason = f"invalid configuration: {e}"
             record.to_storage(trial)
@@ -150,7 +167,7 @@ class Objective:
         def on_eval(samples: int, metrics: dict[str, float]) -> None:
             record.update(trial, samples=samples)
             # Pruners see the best exact match so far: what the trial would return if stopped here.
-            best["exact_match"], best["samples"] = max(best["exact_match"], metrics["exact_match"]), samples
+            best["exact_match"], best["samples"] = max(best["exact_match"], watched(s.objective, metrics)), samples
             if not single:  # Optuna cannot prune multi-objective studies
                 return
             trial.report(intermediate_value(s.objective, best["exact_match"]), samples)
@@ -194,8 +211,9 @@ class Objective:
                 trial.report(value, step)
                 trial.should_prune()  # records the rungs it passes; it is finished, so never pruned
         # at the target: held-out exact match reached it (and, where asked, the exhaustive check passed)
-        final = score_at_target(cfg, result, unchecked(cfg, result)) \
-            if result.samples_to_target is not None or unchecked(cfg, result) else None
+        # (the length objective ranks longer problems: no final score)
+        scored = s.objective != "length" and (result.samples_to_target is not None or unchecked(cfg, result))
+        final = score_at_target(cfg, result, unchecked(cfg, result)) if scored else None
         record.update(trial, exact_match=result.exact_match, samples=result.samples,
                       train_seconds=result.train_seconds, samples_to_target=result.samples_to_target,
                       restarts=result.restarts, **({"final": final.to_dict()} if final else {}))

@@ -9,7 +9,9 @@
 
 Objectives: `accuracy` (best held-out exact match), `time-to-target` (samples until the target
 exact match; a trial that never gets there scores its budget plus the share of problems it still
-gets wrong), and two multi-objective modes whose best trials form a Pareto front: `pareto-samples`
+gets wrong), `length` (exact match on longer problems than trained, 2x the training length unless the
+space sets `length_eval`, thinking in proportion to their length: the settings that generalise), and two
+multi-objective modes whose best trials form a Pareto front: `pareto-samples`
 (exact match vs samples) and `pareto-seconds` (exact match vs training seconds).
 """
 
@@ -21,6 +23,7 @@ from thinker.sweeps.space import Space
 
 OBJECTIVES = {
     "accuracy": ("maximize",),
+    "length": ("maximize",),
     "time-to-target": ("minimize",),
     "pareto-samples": ("maximize", "minimize"),
     "pareto-seconds": ("maximize", "minimize"),

@@ -246,6 +246,22 @@ def test_time_to_target_minimises_samples():
         assert t.value == (reached if reached is not None else 6144 * (2 - record(t).exact_match))
 
 
+def test_length_objective_ranks_by_longer_problems_and_logs_their_curve():
+    result = sweep("--trials", "2", "--objective", "length", "--pruner", "none")
+    assert result.exit_code == 0, result.output
+    s = study()
+    assert s.direction.name == "MAXIMIZE"
+    client, _, _ = runs()
+    for t in s.trials:
+        assert record(t).config["length_eval"] == 8  # twice the space's 4 symbols
+        curve = client.get_metric_history(record(t).mlflow_run_id, "eval_length_exact_match")
+        assert len(curve) == len(t.intermediate_values) >= 1
+        # the pruner followed the longer problems' exact match; the value is the saved model's
+        assert max(t.intermediate_values.values()) == max(m.value for m in curve)
+        final = client.get_run(record(t).mlflow_run_id).data.metrics["final_length_exact_match"]
+        assert t.value == pytest.approx(final)
+
+
 def test_report_and_rerun_from_a_trial(tmp_path):
     assert sweep("--trials", "2", "--pruner", "none").exit_code == 0
     result = runner.invoke(app, ["report", "copy", "--csv", "out/trials.csv", "--plot", "out/study.png"])

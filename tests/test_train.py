@@ -461,3 +461,23 @@ def test_max_positions_widens_the_position_tables_beyond_the_task():
     step = TrainStep(cfg, torch.device("cpu"))
     assert step.model.cfg.max_len == 40 and step.model.pos_emb.weight.shape[0] == 40
     assert TrainStep(tiny_train(), torch.device("cpu")).model.cfg.max_len == step.task.max_len  # 0: the task's
+
+
+def test_length_eval_scores_longer_problems_thinking_in_proportion(monkeypatch):
+    import thinker.training.loop as loop  # noqa: PLC0415
+
+    calls, evaluate = [], loop.evaluate
+
+    def spy(model, batches, *args, steps=None, **kwargs):
+        calls.append((batches[0].inputs.shape[1], steps, model.cfg.max_len))
+        return evaluate(model, batches, *args, steps=steps, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", spy)
+    result = train(tiny_train(length_eval=8, steps=2, max_samples=1024, eval_every=512, target=2.0))
+    held_out, longer = calls[0], calls[1]
+    assert held_out[1] is None and longer[1] == 4  # 2 trained steps x 8 / 4 symbols
+    assert longer[0] > held_out[0] and longer[2] >= 9  # copy of 8 symbols: positions 0..8
+    assert all("length_exact_match" in h for h in result.history)
+    with pytest.raises(ConfigError, match="length_eval must not be negative"):
+        tiny_train(length_eval=-1)
+

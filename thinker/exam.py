@@ -171,12 +171,19 @@ def score_length(model: Thinker, task: Task, length: int, steps: int | str | Non
     model and step count. ConfigError (a ProblemError) if the task cannot make problems that long or the
     model has no positions for them (train with a larger `max_positions`)."""
     problems = task.problems_of_length(size, torch.Generator().manual_seed(seed + length), length)
-    longest = int(segment_positions(task.encode(problems[:1], length=length).inputs, SEP)[1].max())
-    if longest >= model.cfg.max_len:
-        raise ConfigError(f"{task.name} problems of length {length} need positions up to {longest}; the model has "
-                          f"0..{model.cfg.max_len - 1} (train with a larger --max-positions)")
+    if positions_for(task, length) > model.cfg.max_len:
+        raise ConfigError(f"{task.name} problems of length {length} need positions up to "
+                          f"{positions_for(task, length) - 1}; the model has 0..{model.cfg.max_len - 1} "
+                          f"(train with a larger --max-positions)")
     steps = auto_steps(model, task, length) if steps == "auto" else steps
     return score(model, task, problems, steps=steps, workers=workers, length=length)
+
+
+def positions_for(task: Task, length: int) -> int:
+    """Positions within a segment that problems of `length` take (separators included); ProblemError if
+    the task cannot make problems that long."""
+    problems = task.problems_of_length(1, torch.Generator().manual_seed(0), length)
+    return int(segment_positions(task.encode(problems, length=length).inputs, SEP)[1].max()) + 1
 
 
 def auto_steps(model: Thinker, task: Task, length: int) -> int:

@@ -89,6 +89,10 @@ class ThinkerConfig:
     window: int = 0
     """Local attention (0: off): task tokens see task tokens at most this many positions away (memory
     tokens see all), so a rule that reads its neighbours looks the same at every length."""
+    absolute_positions: bool = True
+    """Add a learned embedding of each token's position within its segment. Off, the model knows positions
+    only through differences (rotary, the relative bias, the window): what it computes at a digit cannot
+    depend on which digit it is, so a local rule learned on short numbers is the same rule on long ones."""
     rotary: bool = True
     """Rotate queries and keys by position within segments (RoPE), so offsets can depend on content."""
     attention: str = "auto"
@@ -158,6 +162,8 @@ class Thinker(nn.Module):
             offset = (torch.rand(room.shape, device=tokens.device) * room).long()
             position = position + offset
         segment = segment.clamp(max=cfg.n_segments - 1)
+        if not cfg.absolute_positions:
+            return self.tok_emb(tokens) + self.seg_emb(segment), position
         return self.tok_emb(tokens) + self.pos_emb(position) + self.seg_emb(segment), position
 
     def position_bias(self, position: torch.Tensor) -> torch.Tensor | None:

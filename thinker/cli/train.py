@@ -61,6 +61,13 @@ def train_command(
     position_jitter: Annotated[bool | None, typer.Option(
         "--position-jitter/--no-position-jitter",
         help="Shift each sample's positions by a random offset in training [default: off].")] = None,
+    absolute_positions: Annotated[bool | None, typer.Option(
+        "--absolute-positions/--no-absolute-positions",
+        help="Add a learned embedding of each token's position; off: positions only as differences "
+             "[default: on].")] = None,
+    length_eval: Annotated[int | None, typer.Option(
+        help="Score longer problems of this length (digits of each operand, or symbols) at every evaluation, "
+             "thinking in proportion (0: one more than trained, at the trained steps).")] = None,
     max_samples: Annotated[int | None, typer.Option(help="Sample budget.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Time budget in seconds (0: none).")] = None,
     target: Annotated[float | None, typer.Option(help="Stop at this held-out exact match.")] = None,
@@ -98,7 +105,8 @@ def train_command(
         base["task_options"] = {**base.get("task_options", {}), **options}
     cfg = build_config(base, dict(  # each option to its TrainConfig field; None: the task's or the config's default
         steps=steps, latent=latent, min_steps=min_steps, window=window, max_positions=max_positions,
-        position_jitter=position_jitter, batch_size=batch_size, lr=lr, d_model=d_model, n_heads=n_heads,
+        position_jitter=position_jitter, absolute_positions=absolute_positions, length_eval=length_eval,
+        batch_size=batch_size, lr=lr, d_model=d_model, n_heads=n_heads,
         n_layers=n_layers,
         max_samples=max_samples, max_seconds=max_seconds, target=target, exhaustive_check=exhaustive_check,
         precision=precision, cuda_graph=cuda_graph, device=device, seed=seed))

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field, fields
 
 from thinker.errors import ConfigError
+from thinker.exam import positions_for
 from thinker.model import ThinkerConfig
 from thinker.parsing import check_type
 from thinker.tasks import ANS, SEP, TASKS, Task
@@ -76,6 +77,10 @@ class TrainConfig:
     """Held-out problems in the fixed evaluation set."""
     long_eval_size: int = 512
     """Longer-than-training problems for the length-generalisation metric (0: skip)."""
+    length_eval: int = 0
+    """Length (digits of every operand, or symbols) of those longer problems, scored at steps in proportion
+    to it (`thinker eval --steps auto`); the model gets positions for them. 0: one digit or symbol more
+    than trained, at the trained steps."""
     log_every: int = 16
     """Optimizer steps between training-metric logs (and loss-spike checks)."""
     spike_factor: float = 4.0
@@ -108,7 +113,7 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("max_seconds", "warmup_samples", "clip_norm", "weight_decay", "max_restarts", "threads",
-                     "long_eval_size"):
+                     "long_eval_size", "length_eval"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         if not 0.0 <= self.ema < 1.0:
@@ -155,5 +160,6 @@ class TrainConfig:
 
     def model_config(self, task: Task) -> ThinkerConfig:
         """The model config for `task`: the settable fields from here, the rest from the task."""
+        longest = positions_for(task, self.length_eval) if self.length_eval else 0
         return dataclasses.replace(self.model, vocab_size=task.vocab_size,
-                                   max_len=max(task.max_len, self.model.max_positions), sep_id=SEP, ans_id=ANS)
+                                   max_len=max(task.max_len, self.model.max_positions, longest), sep_id=SEP, ans_id=ANS)

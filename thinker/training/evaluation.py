@@ -23,8 +23,10 @@ EVAL_SEED = 20231218  # one fixed held-out set for every run, so runs compare on
 
 
 @torch.no_grad()
-def evaluate(model: Thinker, batches: list[Batch], chunk: int = 1024, autocast=None) -> dict[str, float]:
-    """Loss, token accuracy and exact match (every answer token right) over fixed batches."""
+def evaluate(model: Thinker, batches: list[Batch], chunk: int = 1024, autocast=None,
+             steps: int | None = None) -> dict[str, float]:
+    """Loss, token accuracy and exact match (every answer token right) over fixed batches, after `steps`
+    thinking steps (None: as configured)."""
     was_training = model.training
     model.eval()
     loss_sum, tokens, right_tokens, exact, samples = 0.0, 0, 0, 0, 0
@@ -35,7 +37,7 @@ def evaluate(model: Thinker, batches: list[Batch], chunk: int = 1024, autocast=N
             n = batch.answer_slots
             targets, mask = batch.targets[i:i + chunk, -n:], batch.mask[i:i + chunk, -n:]
             with autocast or contextlib.nullcontext():
-                logits = model(inputs, shared_layout=True, tail=n)
+                logits = model(inputs, steps=steps, shared_layout=True, tail=n)
             n_answer = mask.sum()
             loss_sum += (masked_loss(logits, targets) * n_answer).item()  # .item(): sync point
             right = (logits.argmax(-1) == targets) & mask
@@ -48,9 +50,14 @@ def evaluate(model: Thinker, batches: list[Batch], chunk: int = 1024, autocast=N
             "exact_match": exact / max(samples, 1)}
 
 
-def eval_sets(task: Task, eval_size: int, long_eval_size: int, device: torch.device) -> tuple[Batch, Batch | None]:
-    """The fixed held-out set and the longer-than-training set, the same for every seed."""
+def eval_sets(task: Task, eval_size: int, long_eval_size: int, device: torch.device,
+              length: int = 0) -> tuple[Batch, Batch | None]:
+    """The fixed held-out set and the longer-than-training set (problems of `length`, else the task's
+    longer split), the same for every seed."""
     g = torch.Generator(device).manual_seed(EVAL_SEED)
     held_out = task.sample(eval_size, g, split="eval")
-    long = task.sample(long_eval_size, g, split="long") if long_eval_size else None
-    return held_out, long
+    if not long_eval_size:
+        return held_out, None
+    if length:
+        return held_out, task.encode(task.problems_of_length(long_eval_size, g, length), length=length)
+    return held_out, task.sample(long_eval_size, g, split="long")

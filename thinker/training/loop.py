@@ -23,7 +23,7 @@ import torch
 
 from thinker.device import current, pick_device, synchronize
 from thinker.errors import ConfigError, ThinkerError
-from thinker.exam import EXHAUSTIVE_LIMIT, find_wrong
+from thinker.exam import EXHAUSTIVE_LIMIT, auto_steps, find_wrong
 from thinker.logger import Logger, NullLogger
 from thinker.training.config import TrainConfig
 from thinker.training.evaluation import eval_sets, evaluate
@@ -95,7 +95,10 @@ class _Loop:
         self.cfg, self.device, self.logger, self.on_eval = cfg, device, logger, on_eval
         self.step = TrainStep(cfg, device)
         self.step.loss_hook = loss_hook
-        self.held_out, self.long = eval_sets(self.step.task, cfg.eval_size, cfg.long_eval_size, device)
+        self.held_out, self.long = eval_sets(self.step.task, cfg.eval_size, cfg.long_eval_size, device,
+                                             cfg.length_eval)
+        # the longer problems think in proportion to their length (as `thinker eval --steps auto`)
+        self.long_steps = auto_steps(self.step.model, self.step.task, cfg.length_eval) if cfg.length_eval else None
         self.best = {"exact_match": -1.0, "loss": math.inf, "token_accuracy": 0.0, "length_exact_match": 0.0}
         self.best_samples, self.best_state = 0, self.step.state()
         self.phase_rows: list[dict[str, float]] = []
@@ -183,8 +186,8 @@ class _Loop:
         eval_start = time.perf_counter()
         metrics = evaluate(step.eval_model, [self.held_out], autocast=step.autocast())
         if self.long is not None:
-            metrics["length_exact_match"] = evaluate(step.eval_model, [self.long],
-                                                     autocast=step.autocast())["exact_match"]
+            metrics["length_exact_match"] = evaluate(step.eval_model, [self.long], autocast=step.autocast(),
+                                                     steps=self.long_steps)["exact_match"]
         if (metrics["exact_match"], -metrics["loss"]) > (self.best["exact_match"], -self.best["loss"]):
             self.best, self.best_samples, self.best_state = dict(metrics), step.samples, step.state()
         reached = metrics["exact_match"] >= self.cfg.target
