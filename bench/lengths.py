@@ -37,8 +37,9 @@ from thinker.training import TrainConfig, train
 # task -> variant -> the flat TrainConfig values over the task's defaults
 LOCAL = {"window": 1, "latent": 0, "position_jitter": True, "max_positions": 16, "steps": 4, "min_steps": 2,
          "deep_supervision": True, "target": 1.01, "exhaustive_check": False, "max_samples": 60_000}
-# positions only as differences (no learned position embedding): the best of the variants tried (bench/README.md)
-RELATIVE = {**LOCAL, "absolute_positions": False}
+# positions only as differences (no learned position embedding), 8 steps, 150k samples: the best of the
+# variants tried (bench/README.md, variant N)
+RELATIVE = {**LOCAL, "absolute_positions": False, "steps": 8, "max_samples": 150_000}
 # sequence tasks: position tables long enough to score twice the training length (8 symbols: 0..16)
 ROOM = {"max_positions": 18}
 VARIANTS = {
