@@ -85,6 +85,12 @@ class Space:
         return eval_every, max_samples or self.budget.get("max_samples", defaults.max_samples)
 
 
+def shipped_for(task: str, objective: str) -> str:
+    """The shipped space a sweep of `task` uses without --space: `TASK-OBJECTIVE` where one ships (addition's
+    `length` space searches what generalises to longer operands), else the task's own."""
+    return f"{task}-{objective}" if default_space_path(f"{task}-{objective}") else task
+
+
 def default_space_path(task: str) -> Path | None:
     path = resources.files("thinker.sweeps") / "spaces" / f"{task}.toml"
     return Path(str(path)) if path.is_file() else None

@@ -262,6 +262,15 @@ def test_length_objective_ranks_by_longer_problems_and_logs_their_curve():
         assert t.value == pytest.approx(final)
 
 
+def test_length_objective_searches_additions_length_space_unless_one_is_given():
+    from thinker.sweeps.space import load_space, shipped_for  # noqa: PLC0415
+
+    assert shipped_for("addition", "length") == "addition-length"
+    assert shipped_for("addition", "accuracy") == "addition" and shipped_for("copy", "length") == "copy"
+    space = load_space(shipped_for("addition", "length"))  # every corner of it builds a valid config
+    assert space.task == "addition" and space.fixed["length_eval"] == 6 and "absolute_positions" in space.params
+
+
 def test_report_and_rerun_from_a_trial(tmp_path):
     assert sweep("--trials", "2", "--pruner", "none").exit_code == 0
     result = runner.invoke(app, ["report", "copy", "--csv", "out/trials.csv", "--plot", "out/study.png"])

@@ -46,7 +46,9 @@ def parse_gpus(text: str | None) -> list[int]:
 def sweep_command(
     task: Annotated[str, typer.Argument(help="Task name (see `thinker tasks`).")],
     trials: Annotated[int, typer.Option(min=1, help="Target number of finished trials in the study.")] = 50,
-    space: Annotated[Path | None, typer.Option(help="Search space TOML [default: the task's own].", **PATH)] = None,
+    space: Annotated[Path | None, typer.Option(
+        help="Search space TOML [default: the task's own; addition with --objective length: addition-length].",
+        **PATH)] = None,
     sampler: Annotated[str, typer.Option(help=f"One of {', '.join(SAMPLERS)}.")] = "tpe",
     pruner: Annotated[str, typer.Option(help=f"One of {', '.join(PRUNERS)}.")] = "hyperband",
     objective: Annotated[str, typer.Option(help=f"One of {', '.join(OBJECTIVES)}.")] = "accuracy",
@@ -72,7 +74,7 @@ def sweep_command(
     from thinker.sweeps.connections import check_plan  # noqa: PLC0415 - Optuna and MLflow from here on
     from thinker.sweeps.coordinator import run_sweep  # noqa: PLC0415
     from thinker.sweeps.logs import route_library_logs  # noqa: PLC0415
-    from thinker.sweeps.space import load_space  # noqa: PLC0415
+    from thinker.sweeps.space import load_space, shipped_for  # noqa: PLC0415
     from thinker.sweeps.stores import (  # noqa: PLC0415
         DEFAULT_STORAGE,
         check_tracking,
@@ -90,7 +92,7 @@ def sweep_command(
     check_choice("objective", objective, OBJECTIVES)
     dev, _ = pick_device(device)
     gpu_list = parse_gpus(gpus)
-    loaded = load_space(space.resolve() if space is not None else task)
+    loaded = load_space(space.resolve() if space is not None else shipped_for(task, objective))
     if loaded.task not in (None, task):
         raise UsageError(f"space file {loaded.source} is for task {loaded.task!r}, not {task!r}")
     storage = check_url(storage or DEFAULT_STORAGE)
