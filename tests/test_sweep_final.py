@@ -44,7 +44,7 @@ def test_ties_on_the_final_score_go_to_fewer_samples_and_one_problem_outranks_sp
     assert trial_values("accuracy", SimpleNamespace(**vars(result), samples_to_target=None), 150_000, better) > fast
 
 
-def test_a_trial_that_spent_its_budget_unchecked_is_scored_on_every_problem(monkeypatch):
+def test_a_trial_that_spent_its_budget_unchecked_is_scored_on_every_problem():
     cfg = SimpleNamespace(exhaustive_check=True, target=1.0)
     unverified = SimpleNamespace(samples_to_target=None, exact_match=1.0, exhaustive=False)
     assert unchecked(cfg, unverified)

@@ -171,10 +171,10 @@ def score_length(model: Thinker, task: Task, length: int, steps: int | str | Non
     model and step count. ConfigError (a ProblemError) if the task cannot make problems that long or the
     model has no positions for them (train with a larger `max_positions`)."""
     problems = task.problems_of_length(size, torch.Generator().manual_seed(seed + length), length)
-    if positions_for(task, length) > model.cfg.max_len:
-        raise ConfigError(f"{task.name} problems of length {length} need positions up to "
-                          f"{positions_for(task, length) - 1}; the model has 0..{model.cfg.max_len - 1} "
-                          f"(train with a larger --max-positions)")
+    needed = positions_for(task, length)
+    if needed > model.cfg.max_len:
+        raise ConfigError(f"{task.name} problems of length {length} need positions up to {needed - 1}; the model "
+                          f"has 0..{model.cfg.max_len - 1} (train with a larger --max-positions)")
     steps = auto_steps(model, task, length) if steps == "auto" else steps
     return score(model, task, problems, steps=steps, workers=workers, length=length)
 
