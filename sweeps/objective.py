@@ -28,7 +28,7 @@ from thinker.errors import one_line
 from thinker.model import Thinker, ThinkerConfig
 from thinker.sweeps.final import Score, affordable_exhaustive, final_score, tie_broken
 from thinker.sweeps.interrupt import Interrupt
-from thinker.sweeps.settings import SweepSettings
+from thinker.sweeps.settings import EXACT_MATCH, SweepSettings
 from thinker.sweeps.tracking import Tracker, TrialRun
 from thinker.sweeps.trial import INTERRUPTED, Live, TrialRecord
 from thinker.tasks import make_task
@@ -76,7 +76,7 @@ def unchecked(cfg: TrainConfig, result) -> bool:
 
 def intermediate_value(objective: str, exact_match: float) -> float:
     """What pruners compare at each evaluation: better is larger for accuracy and length, smaller otherwise."""
-    return exact_match if objective in ("accuracy", "length") else 1.0 - exact_match
+    return exact_match if objective in EXACT_MATCH else 1.0 - exact_match
 
 
 def watched(objective: str, metrics: dict[str, float]) -> float:
@@ -212,8 +212,9 @@ class Objective:
                 trial.should_prune()  # records the rungs it passes; it is finished, so never pruned
         # at the target: held-out exact match reached it (and, where asked, the exhaustive check passed)
         # (the length objective ranks longer problems: no final score)
-        scored = s.objective != "length" and (result.samples_to_target is not None or unchecked(cfg, result))
-        final = score_at_target(cfg, result, unchecked(cfg, result)) if scored else None
+        whole = unchecked(cfg, result)
+        scored = s.objective != "length" and (result.samples_to_target is not None or whole)
+        final = score_at_target(cfg, result, whole) if scored else None
         record.update(trial, exact_match=result.exact_match, samples=result.samples,
                       train_seconds=result.train_seconds, samples_to_target=result.samples_to_target,
                       restarts=result.restarts, **({"final": final.to_dict()} if final else {}))

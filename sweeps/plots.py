@@ -23,10 +23,10 @@ from optuna import visualization
 
 from thinker.plotting import pyplot
 from thinker.sweeps.report import importances
+from thinker.sweeps.settings import EXACT_MATCH
 from thinker.sweeps.trial import TrialRecord
 
 LOGIT_EDGE = 1e-4  # exact match 0 and 1 are drawn at 0.0001 and 0.9999 on the logit scale
-GREATER_IS_BETTER = ("accuracy", "length")  # single objectives whose pruner values are exact match itself
 VALUE_LABEL = {"accuracy": "best held-out exact match (1 drawn at 0.9999)",
                "length": "exact match on longer problems",
                "time-to-target": "samples to the target (missed: budget x (2 - exact match))"}
@@ -51,7 +51,7 @@ def curves(study: optuna.Study) -> list[Curve]:
     single-objective studies, and for a trial that stopped at its target the same value repeated up to
     its budget (so later trials are compared with it); the curve ends where training ended.
     """
-    flipped = study.user_attrs.get("objective", "accuracy") not in GREATER_IS_BETTER
+    flipped = study.user_attrs.get("objective", "accuracy") not in EXACT_MATCH
     found = []
     for t in study.get_trials(deepcopy=False):
         trained = TrialRecord.from_trial(t).samples

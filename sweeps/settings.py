@@ -28,6 +28,7 @@ OBJECTIVES = {
     "pareto-samples": ("maximize", "minimize"),
     "pareto-seconds": ("maximize", "minimize"),
 }
+EXACT_MATCH = ("accuracy", "length")  # single objectives whose pruner values are exact match itself (else 1 - it)
 SAMPLERS = ("tpe", "random", "gp", "cmaes")  # built in `study`
 PRUNERS = ("hyperband", "median", "none")
 
